@@ -1,0 +1,287 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""packet backend: netmap rings over AF_PACKET mmap rings, on any interface.
+
+``packet:eth3`` receives every frame arriving on eth3 and transmits on it;
+``packet:eth3-4`` receives only frames the kernel recorded as arriving on
+RX queue 4; ``/R`` and ``/T`` open one direction only (a TX-only port binds
+no protocol, so the kernel does not copy received frames to it).
+``@fanout:group=G,mode=hash|queue|cpu|lb`` shares the traffic of an
+interface among the ports (processes) that join group G, each frame going
+to exactly one of them.
+
+AF_PACKET copies: received frames stay with the kernel too (this backend
+taps, it does not bypass; use xdp:eth3~4 for that).  Promiscuous mode
+(``promisc=True``) is a membership of the socket: the kernel drops it when
+the port closes or the process dies.
+"""
+
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memset
+from netmapy.includes.abi cimport netmap_ring
+from netmapy.includes.system cimport (
+    mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_LOCKED,
+    poll, pollfd, POLLIN, POLLOUT, errno, gettimeofday, timeval)
+from netmapy.core cimport Port
+
+import errno as _errno
+import os
+import socket
+import struct
+
+from .. import iface
+from ..errors import NoPrivilege, BackendError, InterfaceError
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+PACKET_TX_RING = 13
+PACKET_LOSS = 14
+PACKET_FANOUT = 18
+PACKET_QDISC_BYPASS = 20
+PACKET_IGNORE_OUTGOING = 23
+PACKET_MR_PROMISC = 1
+TPACKET_V2 = 1
+TPACKET_V3 = 2
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+SKF_AD_OFF = -0x1000
+SKF_AD_QUEUE = 24
+
+FANOUT_MODES = {"hash": 0, "lb": 1, "cpu": 2, "rollover": 3, "random": 4,
+                "queue": 5}
+FANOUT_FLAG_DEFRAG = 0x8000
+
+
+def _queue_filter(int q):
+    """Classic BPF: accept frames the kernel recorded as from RX queue q
+    (skb queue_mapping holds q + 1 once a driver recorded it)."""
+    prog = [
+        (0x20, 0, 0, (SKF_AD_OFF + SKF_AD_QUEUE) & 0xffffffff),  # ld [queue]
+        (0x15, 0, 1, q + 1),                                      # jeq q+1
+        (0x06, 0, 0, 0x40000),                                    # ret all
+        (0x06, 0, 0, 0),                                          # ret 0
+    ]
+    return prog
+
+
+cdef class PacketPort(Port):
+    """netmap rings over AF_PACKET: one RX ring (TPACKET_V3) and one TX ring
+    (TPACKET_V2)."""
+
+    def __init__(self, name, **kw):
+        Port.__init__(self, name, None)
+        self.rxfd = self.txfd = -1
+        self.queue = -1
+
+    def _open(self, promisc=False, slots=None, rx_slots=None, tx_slots=None,
+              block_size=1 << 20, block_nr=64, frame_nr=2048, retire_ms=1,
+              qdisc_bypass=True, buf_size=None, memid=None, sock_filter=None):
+        name = self.name
+        mode = name.mode.name
+        if mode == "SINGLE_RX":
+            raise BackendError(
+                "%s: AF_PACKET cannot take a queue away from the kernel (it copies): "
+                "use xdp:%s~%d to bypass the kernel for queue %d, or packet:%s-%d "
+                "for a copy of that queue's traffic" % (
+                    name, name.ifname, name.ring, name.ring, name.ifname, name.ring))
+        if mode not in ("ALL_NIC", "ONE_NIC"):
+            raise BackendError("%s: the packet backend opens NIC rings only (no host "
+                               "rings or pipes)" % name)
+        conf = name.option("conf") or {}
+        nrx = int(rx_slots or slots or conf.get("rx-slots") or conf.get("slots") or 1024)
+        ntx = int(tx_slots or slots or conf.get("tx-slots") or conf.get("slots") or 1024)
+        self.ifname = name.ifname
+        want_rx = not name.tx_only
+        want_tx = not name.rx_only
+        q = name.ring if mode == "ONE_NIC" else None
+        info = iface.require(name.ifname, up=True, rx_queue=q)
+        if q is not None:
+            self.queue = q
+        mid = memid if memid is not None else (name.memid or 1)
+        from netmapy.core import anon_memory
+        self.mem = anon_memory(mid, buf_size=buf_size or 2048) if buf_size else anon_memory(mid)
+        self.ring_init_port(1 if want_tx else 0, 1 if want_rx else 0, 0, 0)
+        self.push_undo("free the rings", self._close_rings)
+        self.alloc_rings(ntx, nrx)
+        if want_rx:
+            self._open_rx(info, promisc, block_size, block_nr, retire_ms, q, sock_filter)
+            self.fd = self.rxfd
+        if want_tx:
+            self._open_tx(info, frame_nr, qdisc_bypass, promisc and not want_rx)
+            if not want_rx:
+                self.fd = self.txfd
+        self._opened("packet")
+
+    def _socket(self, proto):
+        try:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, proto)
+        except PermissionError:
+            raise NoPrivilege("the packet backend (AF_PACKET sockets)", "CAP_NET_RAW") from None
+        return s
+
+    def _open_rx(self, info, promisc, uint32_t block_size, uint32_t block_nr,
+                 int retire_ms, q, sock_filter):
+        cdef void *m
+        s = self._socket(0)
+        self.rxsock = s
+        self.push_undo("close the RX socket", s.close)
+        s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            pass
+        prog = sock_filter if sock_filter is not None else (_queue_filter(q) if q is not None else None)
+        if prog:
+            raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+            import ctypes
+            buf = ctypes.create_string_buffer(raw, len(raw))   # copied by the kernel
+            fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
+            s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        frame_size = 2048
+        req = struct.pack("IIIIIII", block_size, block_nr, frame_size,
+                          block_size // frame_size * block_nr, retire_ms, 0, 0)
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        except OSError as e:
+            raise OSError(e.errno, "%s: PACKET_RX_RING of %d blocks of %d bytes: %s" % (
+                self.name, block_nr, block_size, e.strerror)) from None
+        size = <size_t>block_size * block_nr
+        m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s.fileno(), 0)
+        if m == MAP_FAILED:
+            raise OSError(errno, "%s: mmap of the RX ring: %s" % (self.name, os.strerror(errno)))
+        self.rx_map_size = size
+        memset(&self.rx, 0, sizeof(self.rx))
+        self.rx.map = <char *>m
+        self.rx.block_size = block_size
+        self.rx.block_nr = block_nr
+        self.push_undo("unmap the RX ring", self._unmap_rx)
+        if promisc:
+            mreq = struct.pack("iHH8s", info.index, PACKET_MR_PROMISC, 0, b"")
+            s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        s.bind((self.ifname, ETH_P_ALL))
+        fan = self.name.option("fanout")
+        if fan is not None:
+            group = int(fan.get("group", os.getpid() & 0xffff))
+            mode = fan.get("mode", "hash")
+            if mode not in FANOUT_MODES:
+                raise ValueError("fanout mode %r: expected one of %s" % (
+                    mode, ", ".join(FANOUT_MODES)))
+            val = (group & 0xffff) | (FANOUT_MODES[mode] << 16)
+            if mode == "hash":
+                val |= FANOUT_FLAG_DEFRAG << 16
+            try:
+                s.setsockopt(SOL_PACKET, PACKET_FANOUT, val)
+            except OSError as e:
+                raise OSError(e.errno, "%s: joining fanout group %d (%s): %s%s" % (
+                    self.name, group, mode, e.strerror,
+                    " -- the group exists with another mode or interface"
+                    if e.errno == _errno.EINVAL else "")) from None
+        self.rxfd = s.fileno()
+
+    def _unmap_rx(self):
+        if self.rx.map != NULL:
+            munmap(self.rx.map, self.rx_map_size)
+            self.rx.map = NULL
+
+    def _open_tx(self, info, uint32_t frame_nr, qdisc_bypass, promisc):
+        cdef void *m
+        s = self._socket(0)
+        self.txsock = s
+        self.push_undo("close the TX socket", s.close)
+        s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
+        if qdisc_bypass:
+            s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        frame_size = 2048
+        per_block = 4096 // frame_size if frame_size <= 4096 else 1
+        block_size = frame_size * max(per_block, 1)
+        block_nr = (frame_nr + per_block - 1) // per_block
+        frame_nr = block_nr * per_block
+        req = struct.pack("IIII", block_size, block_nr, frame_size, frame_nr)
+        s.setsockopt(SOL_PACKET, PACKET_TX_RING, req)
+        size = <size_t>block_size * block_nr
+        m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s.fileno(), 0)
+        if m == MAP_FAILED:
+            raise OSError(errno, "%s: mmap of the TX ring: %s" % (self.name, os.strerror(errno)))
+        self.tx_map_size = size
+        memset(&self.tx, 0, sizeof(self.tx))
+        self.tx.map = <char *>m
+        self.tx.frame_size = frame_size
+        self.tx.frame_nr = frame_nr
+        self.push_undo("unmap the TX ring", self._unmap_tx)
+        if promisc:
+            mreq = struct.pack("iHH8s", info.index, PACKET_MR_PROMISC, 0, b"")
+            s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        s.bind((self.ifname, 0))
+        self.txfd = s.fileno()
+
+    def _unmap_tx(self):
+        if self.tx.map != NULL:
+            munmap(self.tx.map, self.tx_map_size)
+            self.tx.map = NULL
+
+    cdef int b_txsync(self, uint32_t i) noexcept nogil:
+        cdef int rc = pk_tx_flush(&self.tx, self.txr[0], self.txfd)
+        if rc < 0:
+            return self.fail(-rc, "send on the TX ring")
+        return 0
+
+    cdef int b_rxsync(self, uint32_t i) noexcept nogil:
+        cdef timeval tv
+        if pk_rx_fill(&self.rx, self.rxr[0]):
+            gettimeofday(&tv, NULL)
+            self.rxr[0].ts.tv_sec = tv.tv_sec
+            self.rxr[0].ts.tv_usec = tv.tv_usec
+        return 0
+
+    cdef int b_wait(self, int events, int timeout_ms) noexcept nogil:
+        cdef pollfd pfd[2]
+        cdef int n = 0, rc
+        if (events & POLLIN) and self.rxfd >= 0:
+            pfd[n].fd = self.rxfd
+            pfd[n].events = POLLIN
+            pfd[n].revents = 0
+            n += 1
+        if (events & POLLOUT) and self.txfd >= 0:
+            pfd[n].fd = self.txfd
+            pfd[n].events = POLLOUT
+            pfd[n].revents = 0
+            n += 1
+        rc = poll(pfd, n, timeout_ms)
+        if rc < 0:
+            return self.fail(errno, "poll")
+        return 0
+
+    def stats(self):
+        """Counters: packets/bytes through the rings, frames the kernel
+        dropped because the RX ring was full (rx_kernel_drops), frames cut
+        to the buffer size, frames the kernel refused to send."""
+        self._check_open()
+        if self.rxsock is not None:
+            raw = self.rxsock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
+            pk, dr, _ = struct.unpack("III", raw)
+            self.kernel_packets += pk
+            self.kernel_drops += dr
+        return dict(rx_packets=self.rx.packets, rx_bytes=self.rx.bytes,
+                    rx_kernel_packets=self.kernel_packets,
+                    rx_kernel_drops=self.kernel_drops, rx_truncated=self.rx.truncated,
+                    tx_packets=self.tx.packets, tx_bytes=self.tx.bytes,
+                    tx_inflight=self.tx.inflight, tx_bad_format=self.tx.bad_format)
+
+    def _backend_info(self):
+        return {"ifname": self.ifname, "queue": self.queue}
+
+
+def open_port(name, **kw):
+    port = PacketPort(name)
+    try:
+        port._open(**kw)
+    except BaseException:
+        try:
+            port.close()
+        except Exception:
+            pass
+        raise
+    return port
