@@ -19,6 +19,7 @@ def ext(name, libraries=()):
 
 extensions = [
     ext("netmapy.core"),
+    ext("netmapy.fastpath"),
     ext("netmapy.backends.pipe"),
     ext("netmapy.backends.packet"),
     ext("netmapy.backends.pcap", ["pcap"]),

@@ -33,3 +33,10 @@ __all__ = ["open", "parse_name", "PortName", "Mode", "Port", "Ring", "Slot",
            "Batch", "Memory", "resources", "anon_memory", "backends_available",
            "POLLIN", "POLLOUT", "NS_BUF_CHANGED", "NS_REPORT", "NS_FORWARD",
            "NS_MOREFRAG", "NR_FORWARD"] + list(_errors_all)
+
+
+def get_include():
+    """Directory of netmapy's C headers, for building Cython code that
+    cimports netmapy (pass it as include_dirs)."""
+    import os
+    return os.path.join(os.path.dirname(__file__), "includes")

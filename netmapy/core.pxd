@@ -15,7 +15,7 @@ from netmapy.includes.abi cimport (
     NETMAP_TXRING, NETMAP_RXRING, nm_ring_next, nm_ring_space, nm_ring_empty,
     nm_ring_advance, nm_ring_dist, nm_ring_size, NS_BUF_CHANGED, NS_FORWARD,
     NS_MOREFRAG, NR_FORWARD, NR_TX, NR_RX)
-from netmapy.includes.system cimport POLLIN, POLLOUT
+from netmapy.includes.system cimport POLLIN, POLLOUT, pollfd
 
 
 cdef struct nm_kring:
@@ -79,6 +79,8 @@ cdef class Port:
     cdef int b_txsync(self, uint32_t i) noexcept nogil
     cdef int b_rxsync(self, uint32_t i) noexcept nogil
     cdef int b_wait(self, int events, int timeout_ms) noexcept nogil
+    cdef int b_pollfds(self, int events, pollfd *fds) noexcept nogil
+    cdef void b_woke(self) noexcept nogil
 
     # -- the C API --
     cdef int c_txsync(self, uint32_t i) noexcept nogil
@@ -111,6 +113,9 @@ cdef class Batch:
 
 cdef inline char *slot_buf(netmap_ring *r, uint32_t i) noexcept nogil:
     return NETMAP_BUF(r, r.slot[i].buf_idx)
+
+
+cdef int poll_pair(Port a, int ev_a, Port b, int ev_b, int timeout_ms) noexcept nogil
 
 
 cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,

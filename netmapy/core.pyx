@@ -18,7 +18,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
 from netmapy.includes.system cimport (
     mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_PRIVATE,
     MAP_ANONYMOUS, MAP_NORESERVE, posix_memalign, errno, strerror,
-    EINVAL, EBUSY, ENOMEM, EINTR, monotonic_ms, POLLIN, POLLOUT, gettimeofday, timeval)
+    EINVAL, EBUSY, ENOMEM, EINTR, monotonic_ms, POLLIN, POLLOUT, gettimeofday, timeval,
+    poll, pollfd)
 
 import os
 import errno as _errno
@@ -315,9 +316,32 @@ cdef class Port:
     cdef int b_rxsync(self, uint32_t i) noexcept nogil:
         return 0
 
+    cdef int b_pollfds(self, int events, pollfd *fds) noexcept nogil:
+        """Fill up to 2 pollfd entries that wake us for `events`; 0 means
+        the port is always ready (nothing to wait for)."""
+        if self.fd < 0:
+            return 0
+        fds[0].fd = self.fd
+        fds[0].events = events & (POLLIN | POLLOUT)
+        fds[0].revents = 0
+        return 1
+
+    cdef void b_woke(self) noexcept nogil:
+        """Called after a poll() on our fds returned (drain doorbells)."""
+        pass
+
     cdef int b_wait(self, int events, int timeout_ms) noexcept nogil:
         """Sleep until something may have changed (or timeout_ms elapsed);
         0 on wakeup or timeout, -1 on error."""
+        cdef pollfd fds[2]
+        cdef int n = self.b_pollfds(events, fds), rc
+        if n <= 0:
+            return 0
+        rc = poll(fds, n, timeout_ms)
+        if rc < 0:
+            return self.fail(errno, "poll")
+        if rc > 0:
+            self.b_woke()
         return 0
 
     # ---------------------------------------------------------- the C API
@@ -848,6 +872,47 @@ cdef class Port:
 
     def _backend_info(self):
         return {}
+
+
+cdef int poll_pair(Port a, int ev_a, Port b, int ev_b, int timeout_ms) noexcept nogil:
+    """poll() over two ports at once (a bridge, or a source that is also a
+    sink).  Returns (revents of a) | (revents of b) << 16, 0 on timeout, -1
+    when a failed, -2 when b failed (the error is kept in that port)."""
+    cdef pollfd fds[4]
+    cdef int ra, rb, n, rc
+    cdef long long deadline = monotonic_ms() + timeout_ms if timeout_ms > 0 else 0, now
+    while True:
+        ra = a.c_poll(ev_a, 0)
+        if ra < 0:
+            return -1
+        rb = b.c_poll(ev_b, 0)
+        if rb < 0:
+            return -2
+        if ra or rb or timeout_ms == 0:
+            return ra | (rb << 16)
+        if (a.eof and (ev_a & POLLIN)) or (b.eof and (ev_b & POLLIN)):
+            return 0
+        n = a.b_pollfds(ev_a, fds)
+        if n < 0:
+            n = 0
+        rc = b.b_pollfds(ev_b, &fds[n])
+        if rc > 0:
+            n += rc
+        if n == 0:
+            continue
+        if timeout_ms > 0:
+            now = monotonic_ms()
+            if now >= deadline:
+                return 0
+            rc = poll(fds, n, <int>(deadline - now))
+        else:
+            rc = poll(fds, n, -1)
+        if rc < 0:
+            a.fail(errno, "poll")
+            return -1
+        if rc > 0:
+            a.b_woke()
+            b.b_woke()
 
 
 cdef int _timeout_ms(timeout) except? -2:

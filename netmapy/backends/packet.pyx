@@ -236,23 +236,19 @@ cdef class PacketPort(Port):
             self.rxr[0].ts.tv_usec = tv.tv_usec
         return 0
 
-    cdef int b_wait(self, int events, int timeout_ms) noexcept nogil:
-        cdef pollfd pfd[2]
-        cdef int n = 0, rc
+    cdef int b_pollfds(self, int events, pollfd *fds) noexcept nogil:
+        cdef int n = 0
         if (events & POLLIN) and self.rxfd >= 0:
-            pfd[n].fd = self.rxfd
-            pfd[n].events = POLLIN
-            pfd[n].revents = 0
+            fds[n].fd = self.rxfd
+            fds[n].events = POLLIN
+            fds[n].revents = 0
             n += 1
         if (events & POLLOUT) and self.txfd >= 0:
-            pfd[n].fd = self.txfd
-            pfd[n].events = POLLOUT
-            pfd[n].revents = 0
+            fds[n].fd = self.txfd
+            fds[n].events = POLLOUT
+            fds[n].revents = 0
             n += 1
-        rc = poll(pfd, n, timeout_ms)
-        if rc < 0:
-            return self.fail(errno, "poll")
-        return 0
+        return n
 
     def stats(self):
         """Counters: packets/bytes through the rings, frames the kernel

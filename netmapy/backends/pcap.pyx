@@ -17,7 +17,7 @@ from libc.stdint cimport uint16_t, uint32_t, uint64_t, uint8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, strncpy
 from netmapy.includes.abi cimport netmap_ring, netmap_slot, NETMAP_BUF
-from netmapy.includes.system cimport gettimeofday, timeval, EIO
+from netmapy.includes.system cimport gettimeofday, timeval, EIO, pollfd
 from netmapy.includes.pcap cimport *
 from netmapy.core cimport Port, Batch
 
@@ -201,7 +201,7 @@ cdef class PcapPort(Port):
         r.tail = r.head - 1 if r.head else n - 1
         return 0
 
-    cdef int b_wait(self, int events, int timeout_ms) noexcept nogil:
+    cdef int b_pollfds(self, int events, pollfd *fds) noexcept nogil:
         return 0      # a file is always ready
 
     def timestamps(self, Batch batch):

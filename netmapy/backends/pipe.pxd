@@ -45,6 +45,9 @@ cdef extern from "nm_pipe.h" nogil:
     void nmp_drain(int fd)
     int nmp_txsync(nmp_link *L, netmap_ring *tx, uint32_t *hwcur,
                    uint32_t max_idx, int peer_bell, uint32_t *bad)
+    uint32_t __atomic_load_n(uint32_t *p, int order)
+    enum:
+        __ATOMIC_ACQUIRE
     uint32_t nmp_rxsync(nmp_link *L, netmap_ring *ptx, netmap_ring *rx,
                         int peer_bell)
 
@@ -67,3 +70,5 @@ cdef class PipePort(Port):
     cdef netmap_ring *peer_tx
     cdef int bell_own
     cdef int bell_peer
+    cdef int spin_us
+    cdef readonly uint64_t sleeps

@@ -19,7 +19,7 @@ from libc.string cimport memset
 from netmapy.includes.abi cimport netmap_ring, nm_ring_size, NR_TX, NR_RX
 from netmapy.includes.system cimport (
     mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_SHARED, poll, pollfd,
-    POLLIN, errno, EINTR, EINVAL)
+    POLLIN, POLLOUT, errno, EINTR, EINVAL, monotonic_us, cpu_relax)
 from netmapy.core cimport Memory, Port, nm_kring
 
 import errno as _errno
@@ -309,7 +309,7 @@ cdef class PipePort(Port):
         Port.__init__(self, name, None)
         self.bell_own = self.bell_peer = -1
 
-    def _open(self, slots=None, buf_size=None, max_pipes=None):
+    def _open(self, slots=None, buf_size=None, max_pipes=None, busy_poll_us=0):
         cdef Domain dom
         cdef nmp_pipe *p
         cdef netmap_ring *tx
@@ -327,6 +327,7 @@ cdef class PipePort(Port):
             raise ValueError("%s: pipes use their parent's memory; @memid does not "
                              "apply (drop '@%d')" % (name, name.memid))
         self.end = 0 if name.mode.name == "PIPE_MASTER" else 1
+        self.spin_us = busy_poll_us
         pipe_id = name.ring
         with _Locked(name.ifname) as lk:
             dom = _domain_for(lk, nslots, bsize, npipes, explicit)
@@ -415,18 +416,36 @@ cdef class PipePort(Port):
         nmp_rxsync(self.rx_link, self.peer_tx, self.rxr[0], self.bell_peer)
         return 0
 
+    cdef int b_pollfds(self, int events, pollfd *fds) noexcept nogil:
+        fds[0].fd = self.bell_own
+        fds[0].events = POLLIN
+        fds[0].revents = 0
+        return 1
+
+    cdef void b_woke(self) noexcept nogil:
+        nmp_drain(self.bell_own)
+
     cdef int b_wait(self, int events, int timeout_ms) noexcept nogil:
-        cdef pollfd pfd
-        cdef int rc
-        pfd.fd = self.bell_own
-        pfd.events = POLLIN
-        pfd.revents = 0
-        rc = poll(&pfd, 1, timeout_ms)
-        if rc < 0:
-            return self.fail(errno, "poll")
-        if rc > 0:
-            nmp_drain(self.bell_own)
-        return 0
+        cdef long long until
+        if self.spin_us:
+            # busy-poll the shared state briefly before sleeping
+            until = monotonic_us() + self.spin_us
+            while monotonic_us() < until:
+                if (events & POLLIN) and __atomic_load_n(&self.rx_link.prod_head, __ATOMIC_ACQUIRE) != self.rx_link.prod_hwcur:
+                    return 0
+                if (events & POLLOUT) and self.txr[0].tail == self.txr[0].head and \
+                        __atomic_load_n(&self.tx_link.prod_hwcur, __ATOMIC_ACQUIRE) != (self.txr[0].tail + 1) % self.txr[0].num_slots:
+                    return 0
+                cpu_relax()
+        self.sleeps += 1
+        return Port.b_wait(self, events, timeout_ms)
+
+    def stats(self):
+        """Packets moved over each direction of the pipe, and how often this
+        end went to sleep in poll()."""
+        self._check_open()
+        return dict(tx_packets=self.tx_link.moved, rx_packets=self.rx_link.moved,
+                    sleeps=self.sleeps)
 
     def _backend_info(self):
         return {"domain": self.dom.path, "end": "master" if self.end == 0 else "slave",

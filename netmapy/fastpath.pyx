@@ -1,0 +1,283 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Ready-made nogil loops over any backend: transmit, receive, forward.
+
+The tools (pktgen, bench, bridge) and users who just need a loop at C speed
+call these; each runs without the GIL until its count, its duration or a
+stop request (``stop()`` from a signal handler or another thread) ends it,
+and returns what it did as a dict.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT
+from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
+                           nm_ring_space, nm_ring_next, NS_BUF_CHANGED,
+                           ring_move, poll_pair)
+
+import time
+
+cdef volatile int _stop = 0
+
+
+def stop():
+    """Ask the running loops of this process to return (signal-safe)."""
+    global _stop
+    _stop = 1
+
+
+def reset():
+    global _stop
+    _stop = 0
+
+
+cdef inline long long _deadline(double seconds) noexcept nogil:
+    if seconds <= 0:
+        return 0
+    return monotonic_ms() + <long long>(seconds * 1000)
+
+
+def transmit(Port port, frame, long long count=0, double seconds=0,
+             uint32_t batch=512, int wait_ms=100):
+    """Send ``frame`` (bytes-like) ``count`` times (0: until stopped or
+    ``seconds`` pass) on every TX ring of port, in batches.
+
+    Returns dict(packets, bytes, seconds)."""
+    cdef const uint8_t[::1] f = memoryview(frame).cast("B")
+    cdef uint32_t ln = f.shape[0], n, k, r, j
+    cdef long long sent = 0, dl = _deadline(seconds), want
+    cdef netmap_ring *t
+    cdef int rc = 0
+    cdef double t0
+    if port.ntx == 0:
+        raise ValueError("%s has no TX ring" % (port.name,))
+    if ln > port.txr[0].nr_buf_size:
+        raise ValueError("a %d-byte frame does not fit %d-byte buffers" % (ln, port.txr[0].nr_buf_size))
+    t0 = time.perf_counter()
+    with nogil:
+        while not _stop:
+            if count and sent >= count:
+                break
+            if dl and monotonic_ms() >= dl:
+                break
+            for r in range(port.nic_tx):
+                t = port.txr[r]
+                n = nm_ring_space(t)
+                if n > batch:
+                    n = batch
+                if count and n > count - sent:
+                    n = <uint32_t>(count - sent)
+                j = t.head
+                for k in range(n):
+                    memcpy(NETMAP_BUF(t, t.slot[j].buf_idx), &f[0], ln)
+                    t.slot[j].len = <uint16_t>ln
+                    t.slot[j].flags = 0
+                    j = nm_ring_next(t, j)
+                t.head = t.cur = j
+                sent += n
+            rc = port.c_poll(POLLOUT, wait_ms)
+            if rc < 0:
+                break
+        if rc >= 0:
+            # flush what is queued (without waiting for completion)
+            rc = port.c_poll(0, 0)
+    if rc < 0:
+        port.raise_error()
+    dt = time.perf_counter() - t0
+    return dict(packets=sent, bytes=sent * ln, seconds=dt)
+
+
+def receive(Port port, long long count=0, double seconds=0, int idle_ms=0,
+            int wait_ms=100):
+    """Receive and release packets from every RX ring until ``count``
+    packets, ``seconds`` elapsed, ``idle_ms`` without traffic (after the
+    first packet), a stop request, or the end of a capture.
+
+    Returns dict(packets, bytes, seconds, first_to_last)."""
+    cdef long long got = 0, nbytes = 0, dl = _deadline(seconds)
+    cdef long long last = 0, now, first = 0
+    cdef netmap_ring *r
+    cdef uint32_t i, j, n
+    cdef int rc = 0
+    cdef double t0 = time.perf_counter()
+    with nogil:
+        while not _stop:
+            if count and got >= count:
+                break
+            now = monotonic_ms()
+            if dl and now >= dl:
+                break
+            if idle_ms and got and now - last >= idle_ms:
+                break
+            rc = port.c_poll(POLLIN, wait_ms)
+            if rc < 0:
+                break
+            if rc == 0:
+                if port.eof:
+                    break
+                continue
+            for i in range(port.nic_rx):
+                r = port.rxr[i]
+                j = r.head
+                n = nm_ring_space(r)
+                if count and n > count - got:
+                    n = <uint32_t>(count - got)
+                while n:
+                    nbytes += r.slot[j].len
+                    j = nm_ring_next(r, j)
+                    n -= 1
+                    got += 1
+                r.head = r.cur = j
+            last = monotonic_ms()
+            if first == 0 and got:
+                first = last
+        if rc >= 0:
+            for i in range(port.nic_rx):
+                if port.c_rxsync(i) < 0:
+                    rc = -1
+                    break
+    if rc < 0:
+        port.raise_error()
+    return dict(packets=got, bytes=nbytes, seconds=time.perf_counter() - t0,
+                first_to_last=(last - first) / 1000.0 if got else 0.0)
+
+
+def forward(Port src, Port dst, long long count=0, double seconds=0,
+            int idle_ms=0, uint32_t batch=1024, int wait_ms=100):
+    """Forward from every RX ring of src to dst's TX rings: buffer swaps
+    when the ports share memory, copies otherwise.  Packets dst has no room
+    for stay in src's RX ring until there is room (nothing is dropped here).
+
+    Returns dict(packets, bytes, seconds, swapped)."""
+    cdef long long moved = 0, dl = _deadline(seconds), last = 0, now
+    cdef bint swap = src.mem is dst.mem
+    cdef uint32_t i, t, n, m
+    cdef int rc = 0, which = 0
+    cdef netmap_ring *rx
+    cdef netmap_ring *tx
+    cdef double t0 = time.perf_counter()
+    if dst.nic_tx == 0 or src.nic_rx == 0:
+        raise ValueError("forward() needs RX rings on src and TX rings on dst")
+    with nogil:
+        while not _stop:
+            if count and moved >= count:
+                break
+            now = monotonic_ms()
+            if dl and now >= dl:
+                break
+            if idle_ms and moved and now - last >= idle_ms:
+                break
+            rc = src.c_poll(POLLIN, wait_ms)
+            if rc < 0:
+                which = 1
+                break
+            if rc == 0:
+                if src.eof:
+                    break
+                continue
+            for i in range(src.nic_rx):
+                rx = src.rxr[i]
+                t = i % dst.nic_tx
+                while nm_ring_space(rx):
+                    tx = dst.txr[t]
+                    m = batch
+                    if count and m > count - moved:
+                        m = <uint32_t>(count - moved)
+                    if m == 0:
+                        break
+                    n = ring_move(rx, tx, m, swap)
+                    moved += n
+                    if dst.c_txsync(t) < 0:
+                        rc = -1
+                        which = 2
+                        break
+                    if n == 0:
+                        # dst full: wait for room, keeping the packets
+                        rc = dst.c_poll(POLLOUT, wait_ms)
+                        if rc < 0:
+                            which = 2
+                            break
+                        if _stop:
+                            break
+                if rc < 0:
+                    break
+            if rc < 0:
+                break
+            last = monotonic_ms()
+        if rc >= 0:
+            rc = dst.c_poll(0, 0)
+            if rc < 0:
+                which = 2
+            elif src.nic_rx:
+                for i in range(src.nic_rx):
+                    if src.c_rxsync(i) < 0:
+                        rc = -1
+                        which = 1
+                        break
+    if rc < 0:
+        (src if which == 1 else dst).raise_error()
+    return dict(packets=moved, seconds=time.perf_counter() - t0, swapped=bool(swap))
+
+
+def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
+                uint32_t batch=512, int wait_ms=100, bint fill_once=False):
+    """Be the traffic source and the sink of a loop in one thread: send
+    ``frame`` on tx and count what comes back on rx, until ``count``
+    packets came back, ``seconds`` passed, or a stop request.
+
+    ``fill_once``: with zero-copy backends (pipes) buffers circulate, so
+    each buffer needs the frame written only the first time it shows up
+    in the TX ring (a bitmap remembers which did); the source then costs
+    almost nothing and the loop measures what is between.
+
+    Returns dict(sent, received, bytes, seconds)."""
+    cdef const uint8_t[::1] f = memoryview(frame).cast("B")
+    cdef uint32_t ln = f.shape[0], n, k, j, i, idx
+    cdef long long sent = 0, got = 0, dl = _deadline(seconds)
+    cdef netmap_ring *t
+    cdef netmap_ring *r
+    cdef int rc = 0, which = 0
+    cdef double t0
+    cdef bytearray seen_obj = bytearray((tx.mem.hi + 7) // 8 if fill_once else 1)
+    cdef uint8_t *seen = <uint8_t *>seen_obj
+    t0 = time.perf_counter()
+    with nogil:
+        while not _stop:
+            if count and got >= count:
+                break
+            if dl and monotonic_ms() >= dl:
+                break
+            t = tx.txr[0]
+            n = nm_ring_space(t)
+            if n > batch:
+                n = batch
+            if count and n > count - sent:
+                n = <uint32_t>(count - sent)
+            j = t.head
+            for k in range(n):
+                idx = t.slot[j].buf_idx
+                if not fill_once or not (seen[idx >> 3] & (1 << (idx & 7))):
+                    memcpy(NETMAP_BUF(t, idx), &f[0], ln)
+                    if fill_once:
+                        seen[idx >> 3] |= 1 << (idx & 7)
+                t.slot[j].len = <uint16_t>ln
+                t.slot[j].flags = 0
+                j = nm_ring_next(t, j)
+            t.head = t.cur = j
+            sent += n
+            if tx.c_txsync(0) < 0:
+                rc = -1
+                which = 1
+                break
+            # wait (for room or for packets) only when the TX ring was full
+            rc = poll_pair(tx, POLLOUT if n == 0 else 0, rx, POLLIN, 0 if n else wait_ms)
+            if rc < 0:
+                which = -rc
+                break
+            for i in range(rx.nic_rx):
+                r = rx.rxr[i]
+                got += nm_ring_space(r)
+                r.head = r.cur = r.tail
+    if rc < 0:
+        (tx if which == 1 else rx).raise_error()
+    return dict(sent=sent, received=got, bytes=got * ln,
+                seconds=time.perf_counter() - t0)
