@@ -35,7 +35,8 @@ cdef class Memory:
     cdef uint32_t lo, hi        # valid buf_idx in [lo, hi)
     cdef uint32_t *stack        # free buffer indices
     cdef uint32_t *top          # entries on the stack
-    cdef uint32_t _top
+    cdef uint32_t *fresh        # next never-used index (lazy allocation)
+    cdef uint32_t _top, _fresh
     cdef void *region
     cdef size_t region_size
     cdef readonly int owner_pid

@@ -53,6 +53,7 @@ cdef class Memory:
         self.region = NULL
         self.stack = NULL
         self.top = &self._top
+        self.fresh = &self._fresh
         self.owner_pid = os.getpid()
         _resources["memories"] += 1
 
@@ -83,10 +84,8 @@ cdef class Memory:
         self.stack = <uint32_t *>malloc(nbufs * sizeof(uint32_t))
         if self.stack == NULL:
             raise MemoryError()
-        # low indices come out first
-        for i in range(nbufs):
-            self.stack[i] = self.hi - 1 - i
-        self._top = nbufs
+        self._top = 0
+        self._fresh = self.lo
 
     def __dealloc__(self):
         _resources["memories"] -= 1
@@ -98,7 +97,7 @@ cdef class Memory:
 
     @property
     def free_buffers(self):
-        return self.top[0]
+        return self.top[0] + (self.hi - self.fresh[0])
 
     @property
     def num_buffers(self):
@@ -106,18 +105,22 @@ cdef class Memory:
 
     def __repr__(self):
         return "<netmapy.Memory %s id=%d bufs=%d free=%d size=%d>" % (
-            self.kind, self.memid, self.hi - self.lo, self.top[0], self.buf_size)
+            self.kind, self.memid, self.hi - self.lo, self.free_buffers, self.buf_size)
 
     cdef int alloc_bufs(self, uint32_t *out, uint32_t n) except -1:
         cdef uint32_t i
-        if n > self.top[0]:
+        if n > self.top[0] + (self.hi - self.fresh[0]):
             raise NetmapyError(
                 "memory %s (id %d) has %d free buffers, %d needed: open fewer "
                 "or smaller rings, or give the port a bigger pool" % (
-                    self.kind, self.memid, self.top[0], n))
+                    self.kind, self.memid, self.free_buffers, n))
         for i in range(n):
-            self.top[0] -= 1
-            out[i] = self.stack[self.top[0]]
+            if self.top[0]:
+                self.top[0] -= 1
+                out[i] = self.stack[self.top[0]]
+            else:
+                out[i] = self.fresh[0]
+                self.fresh[0] += 1
         return 0
 
     cdef void free_bufs(self, const uint32_t *idx, uint32_t n) noexcept:

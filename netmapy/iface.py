@@ -31,6 +31,7 @@ NLM_F_REQUEST = 1
 IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFLA_XDP = 43
+IFLA_PROMISCUITY = 30
 IFLA_NUM_TX_QUEUES = 31
 IFLA_NUM_RX_QUEUES = 32
 IFLA_XDP_ATTACHED = 2
@@ -50,6 +51,7 @@ class IfInfo:
     driver: str
     xdp_prog_id: int      # 0: no XDP program attached
     xdp_mode: int         # IFLA_XDP_ATTACHED value (0 none, 1 drv, 2 skb, 3 hw)
+    promiscuity: int = 0  # the kernel's count (sockets and `ip link ... promisc on`)
 
     @property
     def up(self):
@@ -57,7 +59,9 @@ class IfInfo:
 
     @property
     def promisc(self):
-        return bool(self.flags & IFF_PROMISC)
+        """In promiscuous mode for any reason (SIOCGIFFLAGS shows only the
+        administrative flag; the kernel's count includes socket requests)."""
+        return bool(self.flags & IFF_PROMISC) or self.promiscuity > 0
 
     @property
     def loopback(self):
@@ -160,7 +164,7 @@ def info(ifname):
     mode = xdp[IFLA_XDP_ATTACHED][0] if IFLA_XDP_ATTACHED in xdp else 0
     return IfInfo(ifname, idx, flags, u32(IFLA_MTU, 1500), bytes(mac),
                   u32(IFLA_NUM_RX_QUEUES, 1), u32(IFLA_NUM_TX_QUEUES, 1),
-                  driver(ifname), prog, mode)
+                  driver(ifname), prog, mode, u32(IFLA_PROMISCUITY, 0))
 
 
 def require(ifname, up=True, rx_queue=None, tx_queue=None):

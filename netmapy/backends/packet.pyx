@@ -54,12 +54,19 @@ FANOUT_MODES = {"hash": 0, "lb": 1, "cpu": 2, "rollover": 3, "random": 4,
 FANOUT_FLAG_DEFRAG = 0x8000
 
 
-def _queue_filter(int q):
-    """Classic BPF: accept frames the kernel recorded as from RX queue q
-    (skb queue_mapping holds q + 1 once a driver recorded it)."""
+# Drivers that deliver frames with queue_mapping still holding the queue the
+# peer transmitted on (which is the RX queue they arrive on) instead of
+# recording the RX queue (q + 1) as NIC drivers do.
+_RAW_QUEUE_DRIVERS = {"veth"}
+
+
+def _queue_filter(int q, bint recorded=True):
+    """Classic BPF: accept frames that arrived on RX queue q.  NIC drivers
+    record it as skb->queue_mapping = q + 1; veth leaves the peer's TX
+    queue index there (= the RX queue), so it matches q itself."""
     prog = [
         (0x20, 0, 0, (SKF_AD_OFF + SKF_AD_QUEUE) & 0xffffffff),  # ld [queue]
-        (0x15, 0, 1, q + 1),                                      # jeq q+1
+        (0x15, 0, 1, q + 1 if recorded else q),                   # jeq
         (0x06, 0, 0, 0x40000),                                    # ret all
         (0x06, 0, 0, 0),                                          # ret 0
     ]
@@ -132,7 +139,9 @@ cdef class PacketPort(Port):
             s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         except OSError:
             pass
-        prog = sock_filter if sock_filter is not None else (_queue_filter(q) if q is not None else None)
+        prog = sock_filter
+        if prog is None and q is not None:
+            prog = _queue_filter(q, info.driver not in _RAW_QUEUE_DRIVERS)
         if prog:
             raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
             import ctypes
@@ -172,7 +181,7 @@ cdef class PacketPort(Port):
             if mode == "hash":
                 val |= FANOUT_FLAG_DEFRAG << 16
             try:
-                s.setsockopt(SOL_PACKET, PACKET_FANOUT, val)
+                s.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", val))
             except OSError as e:
                 raise OSError(e.errno, "%s: joining fanout group %d (%s): %s%s" % (
                     self.name, group, mode, e.strerror,

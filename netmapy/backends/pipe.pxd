@@ -33,6 +33,7 @@ cdef extern from "nm_pipe.h" nogil:
         uint32_t max_pipes
         uint64_t pipes_off, stack_off, rings_off, bufs_off
         uint32_t free_top
+        uint32_t next_fresh
         uint32_t pipes_in_use
         uint64_t created
 

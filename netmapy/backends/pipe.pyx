@@ -24,6 +24,7 @@ from netmapy.core cimport Memory, Port, nm_kring
 
 import errno as _errno
 import fcntl
+import logging
 import os
 import stat
 import time
@@ -36,7 +37,7 @@ cdef enum:
     PAGE = 4096
 
 DEFAULT_SLOTS = 1024
-DEFAULT_MAX_PIPES = 64
+DEFAULT_MAX_PIPES = 32
 DEFAULT_BUF_SIZE = 2048
 
 
@@ -53,7 +54,33 @@ def rundir():
                            "uid %d: remove it or set NETMAPY_RUNDIR" % (d, os.getuid()))
     if st.st_mode & 0o077:
         os.chmod(d, 0o700)
+    if d not in _checked_dirs:
+        _checked_dirs.add(d)
+        if not _in_memory_fs(d):
+            logging.getLogger("netmapy").warning(
+                "pipe run directory %s is not on tmpfs: pipe memory will be written "
+                "back to disk; point NETMAPY_RUNDIR at /dev/shm", d)
     return d
+
+
+_checked_dirs = set()
+
+
+def _in_memory_fs(path):
+    """True for tmpfs/ramfs/hugetlbfs (per /proc/self/mountinfo)."""
+    best, fstype = "", ""
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                parts = line.split()
+                mnt = parts[4]
+                sep = parts.index("-")
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, fstype = mnt, parts[sep + 1]
+    except OSError:
+        return True
+    return fstype in ("tmpfs", "ramfs", "hugetlbfs")
 
 
 cdef uint64_t _round(uint64_t v, uint64_t a):
@@ -130,10 +157,8 @@ cdef class Domain(Memory):
             self.d.bufs_off = self.d.rings_off + rings_sz
             self.d.created = <uint64_t>time.time()
             memset(<char *>p + self.d.pipes_off, 0, pipes_sz)
-            stack = <uint32_t *>(<char *>p + self.d.stack_off)
-            for i in range(nbufs):
-                stack[i] = nbufs + 1 - i
-            self.d.free_top = nbufs
+            self.d.free_top = 0
+            self.d.next_fresh = 2
             self.d.version = NMP_VERSION
             self.d.magic = NMP_MAGIC
             self.d.ready = 1
@@ -149,6 +174,7 @@ cdef class Domain(Memory):
         self.hi = self.d.nbufs + 2
         self.stack = <uint32_t *>(<char *>p + self.d.stack_off)
         self.top = &self.d.free_top
+        self.fresh = &self.d.next_fresh
         self.dfd = os.dup(fd)
 
     def __dealloc__(self):

@@ -28,7 +28,7 @@
 #include "nm_abi.h"
 
 #define NMP_MAGIC   0x31657069707970ULL      /* "pypipe1" */
-#define NMP_VERSION 1
+#define NMP_VERSION 2
 #define NMP_CL      64
 
 struct __attribute__((aligned(NMP_CL))) nmp_link {   /* one direction */
@@ -67,6 +67,7 @@ struct nmp_domain {
     uint32_t max_pipes;
     uint64_t pipes_off, stack_off, rings_off, bufs_off;
     uint32_t free_top;            /* entries on the free stack */
+    uint32_t next_fresh;          /* next never-allocated buffer index */
     uint32_t pipes_in_use;
     uint64_t created;             /* creation time, for listing */
 };
