@@ -281,3 +281,108 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
         (tx if which == 1 else rx).raise_error()
     return dict(sent=sent, received=got, bytes=got * ln,
                 seconds=time.perf_counter() - t0)
+
+
+cdef inline uint32_t _pending(Port p) noexcept nogil:
+    cdef uint32_t i, n = 0
+    for i in range(p.nic_rx):
+        n += nm_ring_space(p.rxr[i])
+    return n
+
+
+cdef inline uint32_t _move_all(Port src, Port dst, bint swap, uint64_t *ctr) noexcept nogil:
+    """RX rings of src into TX rings of dst; returns packets moved and adds
+    packets/bytes to ctr[0], ctr[1]."""
+    cdef uint32_t i, t, n, moved = 0, k, j
+    cdef netmap_ring *rx
+    cdef netmap_ring *tx
+    cdef uint64_t nbytes
+    for i in range(src.nic_rx):
+        rx = src.rxr[i]
+        t = i % dst.nic_tx
+        for k in range(dst.nic_tx):
+            if not nm_ring_space(rx):
+                break
+            tx = dst.txr[(t + k) % dst.nic_tx]
+            # bytes of what is about to move
+            n = nm_ring_space(rx)
+            if n > nm_ring_space(tx):
+                n = nm_ring_space(tx)
+            nbytes = 0
+            j = rx.head
+            for m in range(n):
+                nbytes += rx.slot[j].len
+                j = nm_ring_next(rx, j)
+            n = ring_move(rx, tx, n, swap)
+            moved += n
+            ctr[0] += n
+            ctr[1] += nbytes
+    return moved
+
+
+def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
+    """Forward both ways between a and b until stop() or ``seconds``:
+    what a receives goes out of b and vice versa, zero copy when the ports
+    share memory.  Packets wait in the RX ring while the other side's TX
+    ring is full (the loop then sleeps on that TX ring, it never spins).
+
+    ``counters``: a writable buffer of at least 4 uint64 (a->b packets,
+    a->b bytes, b->a packets, b->a bytes) updated live (e.g. shared memory
+    a supervisor samples).  Returns the final counts as a dict."""
+    cdef uint64_t local[4]
+    cdef uint64_t *ctr = local
+    cdef uint64_t[::1] cview
+    cdef bint swap = a.mem is b.mem
+    cdef long long dl = _deadline(seconds)
+    cdef int rc = 0, ev_a, ev_b, which = 0
+    cdef uint32_t i
+    memset_u64(local, 4)
+    if counters is not None:
+        cview = memoryview(counters).cast("B").cast("Q")
+        if cview.shape[0] < 4:
+            raise ValueError("counters needs room for 4 uint64")
+        ctr = &cview[0]
+    if not (a.nic_rx and a.nic_tx and b.nic_rx and b.nic_tx):
+        raise ValueError("bridge() needs RX and TX rings on both ports")
+    t0 = time.perf_counter()
+    with nogil:
+        while not _stop:
+            if dl and monotonic_ms() >= dl:
+                break
+            # wait for packets, or for room where packets are stuck
+            ev_a = POLLIN
+            ev_b = POLLIN
+            if _pending(a):
+                ev_b |= POLLOUT
+            if _pending(b):
+                ev_a |= POLLOUT
+            rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
+            if rc < 0:
+                which = -rc
+                break
+            _move_all(a, b, swap, ctr)
+            _move_all(b, a, swap, ctr + 2)
+            for i in range(b.nic_tx):
+                if b.c_txsync(i) < 0:
+                    rc = -1
+                    which = 2
+                    break
+            if rc < 0:
+                break
+            for i in range(a.nic_tx):
+                if a.c_txsync(i) < 0:
+                    rc = -1
+                    which = 1
+                    break
+            if rc < 0:
+                break
+    if rc < 0:
+        (a if which == 1 else b).raise_error()
+    return dict(a_to_b_packets=ctr[0], a_to_b_bytes=ctr[1], b_to_a_packets=ctr[2],
+                b_to_a_bytes=ctr[3], seconds=time.perf_counter() - t0, swapped=bool(swap))
+
+
+cdef inline void memset_u64(uint64_t *p, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        p[i] = 0

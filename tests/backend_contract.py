@@ -305,3 +305,29 @@ class BackendContract:
 def rss_kb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class CythonExampleContract:
+    """The docs' nogil Cython loop, compiled by the test suite, on this
+    backend: forward what the channel carries into a pipe and read it
+    there; then sum bytes in a nogil loop."""
+
+    def test_cython_nogil_forward(self, nogil_example):
+        frames = frame_set(200)
+        name = "cyex%d" % os.getpid()
+        with self.channel() as ch, netmapy.open("pipe:%s{1" % name) as out_tx, \
+                netmapy.open("pipe:%s}1" % name) as out_rx:
+            send_all(ch.tx, frames)
+            ch.flush()
+            n = nogil_example.forward(ch.rx(), out_tx, len(frames), 3000)
+            assert n == len(frames)
+            assert receive_all(out_rx, len(frames)) == frames
+
+    def test_cython_nogil_checksum(self, nogil_example):
+        frames = frame_set(50)
+        with self.channel() as ch:
+            send_all(ch.tx, frames)
+            ch.flush()
+            n, nbytes, total = nogil_example.checksum(ch.rx(), len(frames), 3000)
+        assert (n, nbytes) == (50, sum(map(len, frames)))
+        assert total == sum(sum(f) for f in frames)

@@ -60,3 +60,27 @@ def unprivileged(argv):
         return ["setpriv", "--securebits=+noroot,+noroot_locked",
                 "--bounding-set=-all", "--inh-caps=-all"] + list(argv)
     return list(argv)
+
+
+@pytest.fixture(scope="session")
+def nogil_example(tmp_path_factory):
+    """docs/examples/nogil_forward.pyx compiled as a user would, against the
+    netmapy in this tree, and imported."""
+    import importlib.util
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    d = tmp_path_factory.mktemp("cyex")
+    src = os.path.join(repo, "docs", "examples", "nogil_forward.pyx")
+    shutil.copy(src, d / "nogil_forward.pyx")
+    import netmapy
+    env = dict(os.environ, PYTHONPATH=repo, CFLAGS="-I" + netmapy.get_include())
+    out = subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-q",
+                          "nogil_forward.pyx"], cwd=d, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    so = [f for f in os.listdir(d) if f.startswith("nogil_forward") and f.endswith(".so")]
+    assert so, os.listdir(d)
+    spec = importlib.util.spec_from_file_location("nogil_forward", d / so[0])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

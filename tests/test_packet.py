@@ -15,7 +15,7 @@ from netmapy.errors import (InterfaceDown, InterfaceNotFound, NoPrivilege,
                             QueueOutOfRange, BackendError)
 from netmapy.netns import netns
 
-from backend_contract import BackendContract, Channel, receive_all, send_all
+from backend_contract import BackendContract, CythonExampleContract, Channel, receive_all, send_all
 from conftest import IS_ROOT, frame_set, make_frame, needs_root, unprivileged
 
 pytestmark = needs_root
@@ -30,7 +30,7 @@ def veth():
         yield v
 
 
-class TestPacketContract(BackendContract):
+class TestPacketContract(BackendContract, CythonExampleContract):
     backend = "packet"
     # Closing an AF_PACKET socket waits for an RCU grace period in the kernel
     # (packet_release -> synchronize_net), tens of ms on this VM, two sockets

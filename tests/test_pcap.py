@@ -12,13 +12,13 @@ import pytest
 import netmapy
 from netmapy.errors import CaptureFileError
 
-from backend_contract import BackendContract, Channel, receive_all, send_all
+from backend_contract import BackendContract, CythonExampleContract, Channel, receive_all, send_all
 from conftest import frame_set, make_frame
 
 TCPDUMP = shutil.which("tcpdump")
 
 
-class TestPcapContract(BackendContract):
+class TestPcapContract(BackendContract, CythonExampleContract):
     backend = "pcap"
 
     @pytest.fixture(autouse=True)

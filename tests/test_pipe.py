@@ -16,7 +16,7 @@ import netmapy
 from netmapy.errors import PortBusy, PortNameError
 from netmapy import fastpath
 
-from backend_contract import BackendContract, Channel, receive_all, send_all
+from backend_contract import BackendContract, CythonExampleContract, Channel, receive_all, send_all
 from conftest import frame_set, make_frame, unprivileged
 
 _seq = [0]
@@ -27,7 +27,7 @@ def _unique():
     return "tp%d_%d" % (os.getpid(), _seq[0])
 
 
-class TestPipeContract(BackendContract):
+class TestPipeContract(BackendContract, CythonExampleContract):
     backend = "pipe"
 
     @contextlib.contextmanager

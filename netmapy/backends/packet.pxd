@@ -14,7 +14,7 @@ cdef extern from "nm_packet.h" nogil:
         char *map
         uint32_t frame_size, frame_nr
         uint32_t fill, reclaim, inflight, next_tx
-        uint64_t bad_format, packets, bytes
+        uint64_t bad_format, packets, bytes, kicks
 
     uint32_t pk_rx_fill(pk_rx *s, netmap_ring *r)
     int pk_rx_ready(pk_rx *s)

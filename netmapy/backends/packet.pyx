@@ -10,7 +10,14 @@ interface among the ports (processes) that join group G, each frame going
 to exactly one of them.
 
 AF_PACKET copies: received frames stay with the kernel too (this backend
-taps, it does not bypass; use xdp:eth3~4 for that).  Promiscuous mode
+taps, it does not bypass; use xdp:eth3~4 for that).
+
+The RX ring is 1024 blocks of 64 KiB (``block_nr``, ``block_size``).  The
+kernel hands a block over when it is full or ``retire_ms`` (1 ms) after its
+first frame, so at low rates each block holds ~1 ms of traffic: many small
+blocks keep that from limiting the buffer to a few tens of milliseconds
+(64 blocks of 1 MiB lost a quarter of a 200 kpps flow to a forwarder that
+paused while transmitting; 1024 of 64 KiB lose nothing).  Promiscuous mode
 (``promisc=True``) is a membership of the socket: the kernel drops it when
 the port closes or the process dies.
 """
@@ -83,7 +90,7 @@ cdef class PacketPort(Port):
         self.queue = -1
 
     def _open(self, promisc=False, slots=None, rx_slots=None, tx_slots=None,
-              block_size=1 << 20, block_nr=64, frame_nr=2048, retire_ms=1,
+              block_size=1 << 16, block_nr=1024, frame_nr=2048, retire_ms=1,
               qdisc_bypass=True, buf_size=None, memid=None, sock_filter=None):
         name = self.name
         mode = name.mode.name
@@ -273,7 +280,8 @@ cdef class PacketPort(Port):
                     rx_kernel_packets=self.kernel_packets,
                     rx_kernel_drops=self.kernel_drops, rx_truncated=self.rx.truncated,
                     tx_packets=self.tx.packets, tx_bytes=self.tx.bytes,
-                    tx_inflight=self.tx.inflight, tx_bad_format=self.tx.bad_format)
+                    tx_inflight=self.tx.inflight, tx_bad_format=self.tx.bad_format,
+                    tx_kicks=self.tx.kicks)
 
     def _backend_info(self):
         return {"ifname": self.ifname, "queue": self.queue}

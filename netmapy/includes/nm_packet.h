@@ -33,6 +33,7 @@ struct pk_tx {
     uint32_t next_tx;         /* next netmap slot to copy out */
     uint64_t bad_format;      /* frames the kernel refused */
     uint64_t packets, bytes;
+    uint64_t kicks;           /* send() calls */
 };
 
 #define PK_TX_DATA (TPACKET2_HDRLEN - sizeof(struct sockaddr_ll))
@@ -158,7 +159,8 @@ static inline int pk_tx_flush(struct pk_tx *s, struct netmap_ring *r, int fd)
     }
     s->next_tx = i;
     s->packets += queued;
-    if (queued || s->inflight) {
+    if (queued) {
+        s->kicks++;
         if (send(fd, NULL, 0, MSG_DONTWAIT) < 0 &&
             errno != EAGAIN && errno != ENOBUFS && errno != EINTR)
             err = -errno;
