@@ -7,7 +7,7 @@ from setuptools import setup, Extension
 from Cython.Build import cythonize
 
 DEBUG = os.environ.get("NETMAPY_DEBUG") == "1"
-INC = ["netmapy/includes"]
+INC = ["netmapy/includes", "middlebox/includes"]
 CFLAGS = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3", "-g0"]
 CFLAGS += ["-Wno-unused-function", "-Wno-unreachable-code"]
 
@@ -23,6 +23,7 @@ extensions = [
     ext("netmapy.backends.pipe"),
     ext("netmapy.backends.packet"),
     ext("netmapy.backends.pcap", ["pcap"]),
+    ext("middlebox.filter", ["pcap"]),
 ]
 
 directives = {"language_level": 3, "embedsignature": True}

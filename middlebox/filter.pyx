@@ -1,0 +1,412 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled packet filters: rule files, tcpdump expressions and raw classic
+BPF, chained; evaluated in C per batch, never per packet in Python.
+
+    f = Filter()
+    f.add_rules(rules.load("dns.rules"))          # allow/deny/ratelimit
+    f.add_expression("udp and port 53", drop=True) # tcpdump syntax (libpcap)
+    f.add_bpf(open("p0f.bpf").read(), drop=True)   # `tcpdump -ddd` text
+    f.check(frame) -> True/False                   # one frame (for tests)
+
+A packet passes when every stage lets it: a rule set decides by its first
+matching rule (or its default), an accept-expression must match, a
+drop-expression must not.  Counters: one per rule (and per default, per
+expression): packets it decided, and how many of those a rate limit dropped.
+"""
+
+cimport cython
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+from netmapy.includes.abi cimport (netmap_ring, netmap_slot, NETMAP_BUF,
+                                   nm_ring_space, NS_BUF_CHANGED)
+from netmapy.includes.pcap cimport (pcap_t, bpf_program, bpf_insn, pcap_open_dead,
+                                    pcap_compile, pcap_freecode, pcap_close, pcap_geterr,
+                                    bpf_filter, DLT_EN10MB)
+from netmapy.includes.system cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+import ipaddress
+import re
+
+from netmapy.errors import NetmapyError
+from . import rules as _rules
+
+
+class FilterError(NetmapyError, ValueError):
+    """A filter that does not compile; says where and why."""
+
+
+cdef uint64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+def now_ns():
+    return _now_ns()
+
+
+cdef void _net_words(net, uint64_t *hi, uint64_t *lo, uint64_t *mhi, uint64_t *mlo):
+    """A prefix as 128-bit value and mask (IPv4 as ::ffff:0:0/96 + prefix)."""
+    if net.version == 4:
+        addr = int(net.network_address) | (0xffff << 32)
+        plen = 96 + net.prefixlen
+    else:
+        addr = int(net.network_address)
+        plen = net.prefixlen
+    mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) if plen else 0
+    addr &= mask
+    hi[0] = addr >> 64
+    lo[0] = addr & 0xffffffffffffffff
+    mhi[0] = mask >> 64
+    mlo[0] = mask & 0xffffffffffffffff
+
+
+def parse_bpf_text(text, source="<bpf>"):
+    """Classic BPF as `tcpdump -ddd` prints it (a count line, then
+    "code jt jf k" lines) or as `tcpdump -dd` C fragments; also the
+    single-line comma form of iptables -m bpf / bpftools
+    ("4,48 0 0 9,21 0 1 17,6 0 0 65535,6 0 0 0")."""
+    t = text.strip()
+    if "," in t and "{" not in t and "\n" not in t:
+        parts = [p.strip() for p in t.split(",") if p.strip()]
+        lines = parts
+    else:
+        lines = [ln.split("//")[0].strip() for ln in t.splitlines()]
+        lines = [ln for ln in lines if ln]
+    insns = []
+    count = None
+    for n, ln in enumerate(lines, 1):
+        m = re.fullmatch(r"\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*"
+                         r"(0x[0-9a-fA-F]+|\d+)\s*\},?", ln)
+        if m:
+            insns.append(tuple(int(g, 0) for g in m.groups()))
+            continue
+        f = ln.split()
+        if len(f) == 1 and count is None and not insns:
+            try:
+                count = int(f[0])
+            except ValueError:
+                raise FilterError("%s:%d: expected an instruction count, found %r" % (source, n, ln))
+            continue
+        if len(f) != 4:
+            raise FilterError("%s:%d: expected 'code jt jf k' (4 numbers), found %r" % (source, n, ln))
+        try:
+            ins = tuple(int(x, 0) for x in f)
+        except ValueError:
+            raise FilterError("%s:%d: expected numbers, found %r" % (source, n, ln))
+        if not (0 <= ins[0] <= 0xffff and 0 <= ins[1] <= 255 and 0 <= ins[2] <= 255
+                and 0 <= ins[3] <= 0xffffffff):
+            raise FilterError("%s:%d: a field is out of range in %r" % (source, n, ln))
+        insns.append(ins)
+    if not insns:
+        raise FilterError("%s: no BPF instructions found" % source)
+    if count is not None and count != len(insns):
+        raise FilterError("%s: the count line says %d instructions, there are %d" % (
+            source, count, len(insns)))
+    _validate_bpf(insns, source)
+    return insns
+
+
+def _validate_bpf(insns, source):
+    """The kernel's classic BPF checks: known opcodes, jumps forward and in
+    range, scratch memory index < 16, ending in a return."""
+    n = len(insns)
+    if n > 4096:
+        raise FilterError("%s: %d instructions, more than the 4096 classic BPF allows" % (source, n))
+    for i, (code, jt, jf, k) in enumerate(insns):
+        cls = code & 0x07
+        if cls == 0x05:                                    # JMP
+            op = code & 0xf0
+            if op == 0x00:                                  # JA
+                if i + 1 + k >= n:
+                    raise FilterError("%s: instruction %d jumps out of the program" % (source, i))
+            elif i + 1 + jt >= n or i + 1 + jf >= n:
+                raise FilterError("%s: instruction %d jumps out of the program" % (source, i))
+        elif cls in (0x00, 0x01) and (code & 0xe0) == 0x60 and k >= 16:   # LD/LDX MEM
+            raise FilterError("%s: instruction %d reads scratch memory M[%d] (0..15)" % (source, i, k))
+        elif cls in (0x02, 0x03) and k >= 16:             # ST/STX
+            raise FilterError("%s: instruction %d writes scratch memory M[%d] (0..15)" % (source, i, k))
+    if insns[n - 1][0] & 0x07 != 0x06:
+        raise FilterError("%s: the program does not end with a return" % source)
+
+
+def compile_expression(expr, snaplen=65535):
+    """A tcpdump expression compiled with libpcap to classic BPF
+    [(code, jt, jf, k)] for Ethernet frames."""
+    cdef pcap_t *p = pcap_open_dead(DLT_EN10MB, snaplen)
+    cdef bpf_program prog
+    cdef unsigned int i
+    if p == NULL:
+        raise MemoryError()
+    try:
+        if pcap_compile(p, &prog, expr.encode(), 1, 0xffffffff) != 0:
+            raise FilterError("cannot compile the expression %r: %s" % (
+                expr, pcap_geterr(p).decode("utf-8", "replace")))
+        try:
+            return [(prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf,
+                     prog.bf_insns[i].k) for i in range(prog.bf_len)]
+        finally:
+            pcap_freecode(&prog)
+    finally:
+        pcap_close(p)
+
+
+cdef class Filter:
+    """A chain of compiled filter stages (see the module documentation)."""
+
+    def __cinit__(self):
+        self.nstages = 0
+        self.ncounters = 0
+        self.hits = NULL
+        self.limited = NULL
+        self.names = []
+        self.descriptions = []
+        memset(self.prog, 0, sizeof(self.prog))
+        memset(self.rule_map, 0, sizeof(self.rule_map))
+        memset(self.rs, 0, sizeof(self.rs))
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(self.nstages):
+            free(self.prog[i])
+            free(self.rule_map[i])
+            free(self.rs[i].rules)
+            free(self.rs[i].buckets)
+        if self._counter_owner is None:
+            free(self.hits)
+            free(self.limited)
+
+    def __len__(self):
+        return self.nstages
+
+    cdef int _stage(self) except -1:
+        if self.nstages >= MAX_STAGES:
+            raise FilterError("at most %d filter stages" % MAX_STAGES)
+        if self.hits != NULL:
+            raise FilterError("add every stage before the counters are attached")
+        return self.nstages
+
+    def add_rules(self, ruleset, uint32_t buckets=65536):
+        """Add a parsed rule file (middlebox.rules.RuleSet, or its text)."""
+        cdef int s = self._stage()
+        cdef list crules = []
+        cdef mb_rule *r
+        cdef uint32_t i, nb
+        if isinstance(ruleset, str):
+            ruleset = _rules.parse(ruleset)
+        # expand port lists: one C rule per (sport range, dport range)
+        for ui, rule in enumerate(ruleset.rules):
+            for sp in (rule.sports or [None]):
+                for dp in (rule.dports or [None]):
+                    crules.append((ui, rule, sp, dp))
+        nb = 1
+        while nb < buckets:
+            nb <<= 1
+        self.rs[s].rules = <mb_rule *>calloc(max(1, len(crules)), sizeof(mb_rule))
+        self.rule_map[s] = <uint32_t *>calloc(len(crules) + 1, sizeof(uint32_t))
+        has_rl = any(r_.action == "ratelimit" for r_ in ruleset.rules)
+        self.rs[s].nbuckets = nb if has_rl else 2
+        self.rs[s].buckets = <mb_bucket *>calloc(self.rs[s].nbuckets, sizeof(mb_bucket))
+        if self.rs[s].rules == NULL or self.rule_map[s] == NULL or self.rs[s].buckets == NULL:
+            raise MemoryError()
+        for i, (ui, rule, sp, dp) in enumerate(crules):
+            r = &self.rs[s].rules[i]
+            r.action = {"allow": MB_ACT_ALLOW, "deny": MB_ACT_DENY,
+                        "ratelimit": MB_ACT_RATELIMIT}[rule.action]
+            r.match = 0
+            if rule.proto is not None:
+                r.match |= MB_R_PROTO
+                r.proto = rule.proto
+            if rule.src is not None:
+                r.match |= MB_R_SRC
+                _net_words(rule.src, &r.src_hi, &r.src_lo, &r.src_mask_hi, &r.src_mask_lo)
+            if rule.dst is not None:
+                r.match |= MB_R_DST
+                _net_words(rule.dst, &r.dst_hi, &r.dst_lo, &r.dst_mask_hi, &r.dst_mask_lo)
+            if sp is not None:
+                r.match |= MB_R_SPORT
+                r.sport_lo, r.sport_hi = sp
+            if dp is not None:
+                r.match |= MB_R_DPORT
+                r.dport_lo, r.dport_hi = dp
+            if rule.family == 4:
+                r.match |= MB_R_IP4
+            elif rule.family == 6:
+                r.match |= MB_R_IP6
+            r.rate_pps = rule.rate
+            r.burst = rule.burst
+            self.rule_map[s][i] = self.ncounters + ui
+        self.rule_map[s][len(crules)] = self.ncounters + len(ruleset.rules)
+        self.rs[s].nrules = len(crules)
+        self.rs[s].default_action = MB_ACT_ALLOW if ruleset.default == "allow" else MB_ACT_DENY
+        self.kind[s] = STAGE_RULES
+        self.base[s] = self.ncounters
+        for rule in ruleset.rules:
+            self.names.append("%s:%d" % (ruleset.source, rule.line))
+            self.descriptions.append(rule.text)
+        self.names.append("%s:default" % ruleset.source)
+        self.descriptions.append("default %s" % ruleset.default)
+        self.ncounters += len(ruleset.rules) + 1
+        self.nstages += 1
+        return self
+
+    def add_bpf(self, program, bint drop=False, str name=None):
+        """Add classic BPF: a list of (code, jt, jf, k) or `tcpdump -ddd`
+        text.  drop=True: matching packets are dropped; else only matching
+        packets pass."""
+        cdef int s = self._stage()
+        cdef uint32_t i
+        if isinstance(program, str):
+            insns = parse_bpf_text(program, name or "<bpf>")
+        else:
+            insns = [tuple(x) for x in program]
+            _validate_bpf(insns, name or "<bpf>")
+        self.prog[s] = <bpf_insn *>calloc(len(insns), sizeof(bpf_insn))
+        if self.prog[s] == NULL:
+            raise MemoryError()
+        for i, (code, jt, jf, k) in enumerate(insns):
+            self.prog[s][i].code = code
+            self.prog[s][i].jt = jt
+            self.prog[s][i].jf = jf
+            self.prog[s][i].k = k
+        self.proglen[s] = len(insns)
+        self.kind[s] = STAGE_BPF_DROP if drop else STAGE_BPF_ACCEPT
+        self.base[s] = self.ncounters
+        self.names.append(name or ("bpf%d" % s))
+        self.descriptions.append("%s %d BPF instructions" % ("drop matches of" if drop else
+                                                             "accept only", len(insns)))
+        self.ncounters += 1
+        self.nstages += 1
+        return self
+
+    def add_expression(self, str expr, bint drop=False):
+        """Add a tcpdump expression (compiled with libpcap)."""
+        self.add_bpf(compile_expression(expr), drop, expr)
+        self.descriptions[len(self.descriptions) - 1] = "%s %r" % (
+            "drop" if drop else "accept only", expr)
+        return self
+
+    def attach_counters(self, hits=None, limited=None):
+        """Keep the counters in these buffers (uint64 each, e.g. shared
+        memory a supervisor reads); allocate them when not given."""
+        cdef uint64_t[::1] h, l
+        if self.hits != NULL:
+            raise FilterError("counters are already attached")
+        if hits is None:
+            self.hits = <uint64_t *>calloc(max(1, self.ncounters), sizeof(uint64_t))
+            self.limited = <uint64_t *>calloc(max(1, self.ncounters), sizeof(uint64_t))
+            if self.hits == NULL or self.limited == NULL:
+                raise MemoryError()
+            return
+        h = memoryview(hits).cast("B").cast("Q")
+        l = memoryview(limited).cast("B").cast("Q")
+        if h.shape[0] < self.ncounters or l.shape[0] < self.ncounters:
+            raise ValueError("counter buffers need %d entries" % self.ncounters)
+        self.hits = &h[0]
+        self.limited = &l[0]
+        self._counter_owner = (hits, limited)
+
+    @property
+    def num_counters(self):
+        return self.ncounters
+
+    def counters(self):
+        """[(name, description, packets decided, rate-limited drops)]."""
+        if self.hits == NULL:
+            return [(n, d, 0, 0) for n, d in zip(self.names, self.descriptions)]
+        return [(self.names[i], self.descriptions[i], self.hits[i], self.limited[i])
+                for i in range(self.ncounters)]
+
+    cdef int verdict(self, const uint8_t *pkt, uint32_t length, uint64_t now_ns) noexcept nogil:
+        """1: pass, 0: drop.  Counts into hits/limited."""
+        cdef int s, lim, ok
+        cdef uint32_t ri, c
+        cdef mb_pkt p
+        cdef bint parsed = False
+        for s in range(self.nstages):
+            if self.kind[s] == STAGE_RULES:
+                if not parsed:
+                    mb_parse(pkt, length, &p)
+                    parsed = True
+                ok = mb_ruleset_eval(&self.rs[s], &p, now_ns, &ri, &lim)
+                c = self.rule_map[s][ri]
+                self.hits[c] += 1
+                if lim:
+                    self.limited[c] += 1
+                if not ok:
+                    return 0
+            else:
+                ok = bpf_filter(self.prog[s], pkt, length, length) != 0
+                if self.kind[s] == STAGE_BPF_DROP:
+                    if ok:
+                        self.hits[self.base[s]] += 1
+                        return 0
+                elif not ok:
+                    self.hits[self.base[s]] += 1
+                    return 0
+        return 1
+
+    def check(self, frame, now_ns=None):
+        """The verdict for one frame (True: pass).  For tests and tools: the
+        workers call the C method per batch."""
+        cdef const uint8_t[::1] v = memoryview(frame).cast("B")
+        cdef uint64_t t = _now_ns() if now_ns is None else now_ns
+        if self.hits == NULL:
+            self.attach_counters()
+        if v.shape[0] == 0:
+            return bool(self.verdict(<const uint8_t *>"", 0, t))
+        return bool(self.verdict(&v[0], v.shape[0], t))
+
+    def check_many(self, frames, now_ns=None):
+        return [self.check(f, now_ns) for f in frames]
+
+
+cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
+                          uint64_t now_ns, uint64_t *acc, uint64_t *drop,
+                          netmap_ring *sample) noexcept nogil:
+    """Walk rx [head, tail): passing packets go to tx (swap or copy, in
+    order), dropped ones are released (and copied to `sample`'s TX ring if
+    given and it has room).  Stops at a passing packet when tx is full, so
+    nothing is lost.  Advances both heads; returns packets consumed.
+    acc/drop: [packets, bytes] counters."""
+    cdef uint32_t i = rx.head, j = tx.head, n = 0, idx, sj
+    cdef uint32_t room = nm_ring_space(tx) if tx != NULL else 0
+    cdef netmap_slot *rs
+    cdef netmap_slot *ts
+    cdef char *buf
+    while i != rx.tail:
+        rs = &rx.slot[i]
+        buf = NETMAP_BUF(rx, rs.buf_idx)
+        if f is None or f.nstages == 0 or f.verdict(<const uint8_t *>buf, rs.len, now_ns):
+            if room == 0:
+                break
+            ts = &tx.slot[j]
+            if swap:
+                idx = ts.buf_idx
+                ts.buf_idx = rs.buf_idx
+                rs.buf_idx = idx
+                rs.flags = NS_BUF_CHANGED
+                ts.flags = NS_BUF_CHANGED
+            else:
+                memcpy(NETMAP_BUF(tx, ts.buf_idx), buf, rs.len)
+                ts.flags = 0
+            ts.len = rs.len
+            acc[0] += 1
+            acc[1] += rs.len
+            j = j + 1 if j + 1 < tx.num_slots else 0
+            room -= 1
+        else:
+            drop[0] += 1
+            drop[1] += rs.len
+            if sample != NULL and nm_ring_space(sample):
+                sj = sample.head
+                memcpy(NETMAP_BUF(sample, sample.slot[sj].buf_idx), buf, rs.len)
+                sample.slot[sj].len = rs.len
+                sample.head = sample.cur = sj + 1 if sj + 1 < sample.num_slots else 0
+        i = i + 1 if i + 1 < rx.num_slots else 0
+        n += 1
+    rx.head = rx.cur = i
+    if tx != NULL:
+        tx.head = tx.cur = j
+    return n

@@ -1,0 +1,305 @@
+/*
+ * middlebox filters: packet parsing and rule matching in C.
+ *
+ * mb_parse() reads Ethernet (up to two VLAN tags), IPv4 or IPv6 and the
+ * first L4 header of a frame into struct mb_pkt, never reading past `len`:
+ * every field is checked against the frame length before it is read, and
+ * anything malformed (short frame, bad IHL, bad total length) leaves the
+ * packet marked as such instead of being read further.
+ *
+ * A rule set is an array of struct mb_rule evaluated in order, first match
+ * wins; "ratelimit" rules keep a per-source token bucket in a fixed-size
+ * hash table and drop what exceeds the rate, letting the rest fall through.
+ */
+#ifndef MB_FILTER_H
+#define MB_FILTER_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define MB_ETH_IP4   0x0800
+#define MB_ETH_IP6   0x86DD
+#define MB_ETH_VLAN  0x8100
+#define MB_ETH_QINQ  0x88A8
+
+enum { MB_L3_NONE = 0, MB_L3_IP4 = 4, MB_L3_IP6 = 6 };
+
+/* what the parser found */
+#define MB_F_MALFORMED  0x01    /* L3 header present but broken */
+#define MB_F_FRAG       0x02    /* an IP fragment */
+#define MB_F_LATER_FRAG 0x04    /* a fragment other than the first: no L4 */
+#define MB_F_L4         0x08    /* ports (TCP/UDP/SCTP) were read */
+
+struct mb_pkt {
+    uint16_t ethertype;          /* after VLAN tags */
+    uint8_t  l3;                 /* MB_L3_* */
+    uint8_t  proto;              /* IP protocol / next header */
+    uint8_t  flags;              /* MB_F_* */
+    uint8_t  vlans;
+    uint16_t sport, dport;
+    uint8_t  src[16], dst[16];   /* IPv4 as ::ffff:a.b.c.d */
+    uint16_t l3_off, l4_off;
+};
+
+static inline uint16_t mb_rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+static inline void mb_v4mapped(uint8_t *out, const uint8_t *a)
+{
+    memset(out, 0, 10);
+    out[10] = out[11] = 0xff;
+    memcpy(out + 12, a, 4);
+}
+
+static inline void mb_parse(const uint8_t *f, uint32_t len, struct mb_pkt *p)
+{
+    uint32_t off = 12;
+    memset(p, 0, sizeof(*p));
+    if (len < 14)
+        return;
+    p->ethertype = mb_rd16(f + off);
+    off += 2;
+    while ((p->ethertype == MB_ETH_VLAN || p->ethertype == MB_ETH_QINQ) && p->vlans < 2) {
+        if (off + 4 > len)
+            return;
+        p->ethertype = mb_rd16(f + off + 2);
+        off += 4;
+        p->vlans++;
+    }
+    p->l3_off = (uint16_t)off;
+    if (p->ethertype == MB_ETH_IP4) {
+        uint32_t ihl, tot;
+        const uint8_t *ip = f + off;
+        p->l3 = MB_L3_IP4;
+        if (off + 20 > len) {
+            p->flags |= MB_F_MALFORMED;
+            return;
+        }
+        ihl = (uint32_t)(ip[0] & 0x0f) * 4;
+        tot = mb_rd16(ip + 2);
+        if ((ip[0] >> 4) != 4 || ihl < 20 || off + ihl > len || tot < ihl) {
+            p->flags |= MB_F_MALFORMED;
+            return;
+        }
+        p->proto = ip[9];
+        mb_v4mapped(p->src, ip + 12);
+        mb_v4mapped(p->dst, ip + 16);
+        {
+            uint16_t fo = mb_rd16(ip + 6);
+            if (fo & 0x3fff)
+                p->flags |= MB_F_FRAG;
+            if (fo & 0x1fff) {
+                p->flags |= MB_F_LATER_FRAG;
+                return;
+            }
+        }
+        off += ihl;
+    } else if (p->ethertype == MB_ETH_IP6) {
+        const uint8_t *ip = f + off;
+        uint8_t nh;
+        int hops = 0;
+        p->l3 = MB_L3_IP6;
+        if (off + 40 > len) {
+            p->flags |= MB_F_MALFORMED;
+            return;
+        }
+        memcpy(p->src, ip + 8, 16);
+        memcpy(p->dst, ip + 24, 16);
+        nh = ip[6];
+        off += 40;
+        /* walk the common extension headers, bounded */
+        while (hops++ < 8) {
+            if (nh == 0 || nh == 43 || nh == 60) {          /* hop-by-hop, routing, dest opts */
+                if (off + 8 > len) { p->flags |= MB_F_MALFORMED; return; }
+                nh = f[off];
+                off += 8 + (uint32_t)f[off + 1] * 8;
+            } else if (nh == 44) {                           /* fragment */
+                if (off + 8 > len) { p->flags |= MB_F_MALFORMED; return; }
+                p->flags |= MB_F_FRAG;
+                if (mb_rd16(f + off + 2) & 0xfff8) {
+                    p->proto = f[off];
+                    p->flags |= MB_F_LATER_FRAG;
+                    return;
+                }
+                nh = f[off];
+                off += 8;
+            } else {
+                break;
+            }
+        }
+        if (off > len) {
+            p->flags |= MB_F_MALFORMED;
+            return;
+        }
+        p->proto = nh;
+    } else {
+        return;
+    }
+    p->l4_off = (uint16_t)off;
+    if ((p->proto == 6 || p->proto == 17 || p->proto == 132 || p->proto == 136) && off + 4 <= len) {
+        p->sport = mb_rd16(f + off);
+        p->dport = mb_rd16(f + off + 2);
+        p->flags |= MB_F_L4;
+    }
+}
+
+/* ------------------------------------------------------------------ rules */
+enum { MB_ACT_DENY = 0, MB_ACT_ALLOW = 1, MB_ACT_RATELIMIT = 2 };
+
+#define MB_R_PROTO   0x01
+#define MB_R_SRC     0x02
+#define MB_R_DST     0x04
+#define MB_R_SPORT   0x08
+#define MB_R_DPORT   0x10
+#define MB_R_IP4     0x20   /* only IPv4 */
+#define MB_R_IP6     0x40   /* only IPv6 */
+
+struct mb_rule {
+    uint8_t  action;
+    uint8_t  match;          /* MB_R_* bits: which fields must match */
+    uint8_t  proto;
+    uint8_t  _pad;
+    uint16_t sport_lo, sport_hi, dport_lo, dport_hi;
+    uint64_t src_hi, src_lo, src_mask_hi, src_mask_lo;
+    uint64_t dst_hi, dst_lo, dst_mask_hi, dst_mask_lo;
+    /* ratelimit: tokens per second (scaled by 1e9 for ns arithmetic) and burst */
+    uint64_t rate_pps, burst;
+};
+
+struct mb_bucket {
+    uint64_t key_hi, key_lo;
+    uint32_t rule;
+    uint32_t _pad;
+    uint64_t tokens_nano;    /* tokens * 1e9 */
+    uint64_t last_ns;
+};
+
+struct mb_ruleset {
+    struct mb_rule *rules;
+    uint32_t nrules;
+    uint8_t  default_action;
+    uint32_t nbuckets;       /* power of two */
+    struct mb_bucket *buckets;
+};
+
+static inline void mb_addr_words(const uint8_t *a, uint64_t *hi, uint64_t *lo)
+{
+    uint64_t h = 0, l = 0;
+    int i;
+    for (i = 0; i < 8; i++) h = h << 8 | a[i];
+    for (i = 8; i < 16; i++) l = l << 8 | a[i];
+    *hi = h;
+    *lo = l;
+}
+
+static inline int mb_rule_matches(const struct mb_rule *r, const struct mb_pkt *p,
+                                  uint64_t shi, uint64_t slo, uint64_t dhi, uint64_t dlo)
+{
+    uint8_t m = r->match;
+    if (!m)
+        return 1;
+    if (p->l3 == MB_L3_NONE || (p->flags & MB_F_MALFORMED))
+        return 0;
+    if ((m & MB_R_IP4) && p->l3 != MB_L3_IP4)
+        return 0;
+    if ((m & MB_R_IP6) && p->l3 != MB_L3_IP6)
+        return 0;
+    if ((m & MB_R_PROTO) && p->proto != r->proto)
+        return 0;
+    if ((m & MB_R_SRC) && (((shi & r->src_mask_hi) != r->src_hi) || ((slo & r->src_mask_lo) != r->src_lo)))
+        return 0;
+    if ((m & MB_R_DST) && (((dhi & r->dst_mask_hi) != r->dst_hi) || ((dlo & r->dst_mask_lo) != r->dst_lo)))
+        return 0;
+    if (m & (MB_R_SPORT | MB_R_DPORT)) {
+        if (!(p->flags & MB_F_L4))
+            return 0;
+        if ((m & MB_R_SPORT) && (p->sport < r->sport_lo || p->sport > r->sport_hi))
+            return 0;
+        if ((m & MB_R_DPORT) && (p->dport < r->dport_lo || p->dport > r->dport_hi))
+            return 0;
+    }
+    return 1;
+}
+
+static inline uint64_t mb_hash(uint64_t hi, uint64_t lo, uint32_t rule)
+{
+    uint64_t h = hi * 0x9E3779B97F4A7C15ULL ^ lo * 0xC2B2AE3D27D4EB4FULL ^ rule;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 32);
+}
+
+/* token bucket of (source, rule); returns 1 if the packet may pass */
+static inline int mb_ratelimit(struct mb_ruleset *rs, uint32_t ri, uint64_t shi, uint64_t slo,
+                               uint64_t now_ns)
+{
+    const struct mb_rule *r = &rs->rules[ri];
+    struct mb_bucket *b;
+    uint64_t h = mb_hash(shi, slo, ri);
+    uint32_t i = (uint32_t)h & (rs->nbuckets - 1), j;
+    uint64_t cap = r->burst * 1000000000ULL;
+    /* two-way set: reuse the entry for this key, else the older one */
+    b = &rs->buckets[i];
+    j = i ^ 1;
+    if (!(b->key_hi == shi && b->key_lo == slo && b->rule == ri && b->last_ns)) {
+        struct mb_bucket *c = &rs->buckets[j];
+        if (c->key_hi == shi && c->key_lo == slo && c->rule == ri && c->last_ns)
+            b = c;
+        else {
+            if (c->last_ns < b->last_ns)
+                b = c;
+            b->key_hi = shi;
+            b->key_lo = slo;
+            b->rule = ri;
+            b->tokens_nano = cap;
+            b->last_ns = now_ns ? now_ns : 1;
+        }
+    }
+    if (now_ns > b->last_ns) {
+        /* rate_pps <= 1e8 (the parser's limit) and elapsed <= 1e10: no overflow */
+        uint64_t elapsed = now_ns - b->last_ns;
+        uint64_t add;
+        if (elapsed > 10000000000ULL)
+            elapsed = 10000000000ULL;
+        add = elapsed * r->rate_pps;
+        b->tokens_nano = b->tokens_nano + add > cap ? cap : b->tokens_nano + add;
+        b->last_ns = now_ns;
+    }
+    if (b->tokens_nano >= 1000000000ULL) {
+        b->tokens_nano -= 1000000000ULL;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Verdict of a rule set for a parsed packet: 1 accept, 0 drop.
+ * *rule_out: the index of the deciding rule, or nrules for the default.
+ * *limited: set when a ratelimit rule dropped it.
+ */
+static inline int mb_ruleset_eval(struct mb_ruleset *rs, const struct mb_pkt *p, uint64_t now_ns,
+                                  uint32_t *rule_out, int *limited)
+{
+    uint64_t shi, slo, dhi, dlo;
+    uint32_t i;
+    mb_addr_words(p->src, &shi, &slo);
+    mb_addr_words(p->dst, &dhi, &dlo);
+    *limited = 0;
+    for (i = 0; i < rs->nrules; i++) {
+        const struct mb_rule *r = &rs->rules[i];
+        if (!mb_rule_matches(r, p, shi, slo, dhi, dlo))
+            continue;
+        if (r->action == MB_ACT_RATELIMIT) {
+            if (mb_ratelimit(rs, i, shi, slo, now_ns))
+                continue;          /* within the rate: keep evaluating */
+            *rule_out = i;
+            *limited = 1;
+            return 0;
+        }
+        *rule_out = i;
+        return r->action == MB_ACT_ALLOW;
+    }
+    *rule_out = rs->nrules;
+    return rs->default_action == MB_ACT_ALLOW;
+}
+
+#endif
