@@ -24,6 +24,7 @@ extensions = [
     ext("netmapy.backends.packet"),
     ext("netmapy.backends.pcap", ["pcap"]),
     ext("middlebox.filter", ["pcap"]),
+    ext("middlebox.loop", ["pcap"]),
 ]
 
 directives = {"language_level": 3, "embedsignature": True}

@@ -1,123 +1,189 @@
-"""netmapy-bridge: forward everything between two interfaces, both ways.
+"""netmapy-bridge: forward between two interfaces, both ways, with one
+pinned worker process per queue pair.
 
-    netmapy-bridge eth6 eth7                 # best backend, live counters
+    netmapy-bridge eth6 eth7                       # best backend, all queues
     netmapy-bridge a0 b0 --netns mbox --backend packet --seconds 10
+    netmapy-bridge eth6 eth7 --rules scrub.rules --drop 'udp port 19'
+    netmapy-bridge eth6                            # NIC <-> host stack of eth6
 
-What arrives on one interface leaves through the other unchanged, zero copy
-when the two ports share buffer memory.  Counters (packets and bits per
-second each way) are printed every --interval seconds on a terminal, or as
-JSON lines with --stats-json.
+Worker q owns queue q of both interfaces and forwards in both directions
+(so each (interface, queue) has a single owner, as AF_XDP needs), zero copy
+when the two ports share buffer memory.  Filters (rule files, tcpdump
+expressions, classic BPF) run in C per batch.  Counters per worker,
+direction and rule are sampled from shared memory every --interval seconds:
+a live table on a terminal, JSON lines with --stats-json, a Prometheus
+endpoint with --prometheus HOST:PORT.  SIGINT/SIGTERM stop the workers,
+which forward what they hold before exiting.
 """
 
 import argparse
 import json
+import os
 import sys
-import threading
-import time
-from array import array
 
 import netmapy
-from netmapy import cli, fastpath
+from netmapy import cli
+from .supervisor import Supervisor, numa_cpus
+from .worker import build_filter
+
+
+def add_filter_args(p):
+    g = p.add_argument_group("filters (all run in C; a packet passes when every stage lets it)")
+    g.add_argument("--rules", metavar="FILE", action="append", default=[],
+                   help="rule file: allow/deny by prefix, protocol, port; per-source rate "
+                        "limits (see middlebox/rules.py)")
+    g.add_argument("--filter", metavar="EXPR", action="append", default=[],
+                   help="tcpdump expression packets must match to pass")
+    g.add_argument("--drop", metavar="EXPR", action="append", default=[],
+                   help="tcpdump expression whose matches are dropped")
+    g.add_argument("--bpf", metavar="FILE", action="append", default=[],
+                   help="classic BPF (tcpdump -ddd text, or bpftools' comma form) whose "
+                        "matches are dropped")
+    g.add_argument("--sample-drops", metavar="PREFIX",
+                   help="write dropped packets to PREFIX.wN.pcap (one file per worker)")
+    g.add_argument("--sample-max", type=int, default=10000,
+                   help="at most this many sampled packets per worker (default %(default)s)")
+
+
+def add_stats_args(p):
+    g = p.add_argument_group("counters")
+    g.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between counter reports (0: none)")
+    g.add_argument("--stats-json", action="store_true", help="counters as JSON lines")
+    g.add_argument("--prometheus", metavar="[HOST:]PORT",
+                   help="serve Prometheus text metrics at http://HOST:PORT/metrics")
+
+
+def filter_specs(args):
+    """The filter stages from the command line, validated (compiled once
+    here so a bad expression is one error line before any worker starts)."""
+    specs = []
+    from middlebox import rules as _rules
+    for path in args.rules:
+        rs = _rules.load(path)
+        with open(path) as f:
+            specs.append(("rules", f.read(), path))
+    for expr in args.filter:
+        specs.append(("expr", expr, False))
+    for expr in args.drop:
+        specs.append(("expr", expr, True))
+    for path in args.bpf:
+        try:
+            with open(path) as f:
+                specs.append(("bpf", f.read(), True, path))
+        except OSError as e:
+            raise cli.CliError("%s: cannot read the BPF file: %s" % (path, e.strerror))
+    f = build_filter(specs)
+    return specs, f.names, f.descriptions
 
 
 def build_parser():
     p = argparse.ArgumentParser(
-        description="Forward every packet between two interfaces, both ways, "
-                    "through netmapy ports.",
+        prog="netmapy-bridge",
+        description="Forward every packet between two interfaces, both ways, through "
+                    "pinned per-queue netmapy workers.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  netmapy-bridge eth6 eth7\n"
-               "  netmapy-bridge a0 b0 --netns mbox --backend packet --seconds 10\n")
+        epilog="examples:\n"
+               "  netmapy-bridge eth6 eth7\n"
+               "  netmapy-bridge a0 b0 --netns mbox --backend packet --seconds 10\n"
+               "  netmapy-bridge eth6 eth7 --rules scrub.rules --drop 'udp port 19'\n"
+               "  netmapy-bridge eth6        (NIC <-> host stack; needs host rings)\n")
     p.add_argument("if_a", metavar="IF_A", help="first interface (or a full port name)")
-    p.add_argument("if_b", metavar="IF_B", help="second interface (or a full port name)")
+    p.add_argument("if_b", metavar="IF_B", nargs="?",
+                   help="second interface; omit it to bridge IF_A's NIC and host stack")
     p.add_argument("--backend", default="netmap",
-                   help="netmap (best available: netmap, then xdp, then packet), xdp, "
+                   help="netmap (the best available: netmap, else xdp, else packet), xdp or "
                         "packet (default: %(default)s)")
+    p.add_argument("--queues", type=int, default=0,
+                   help="queue pairs, one worker each (default: the interfaces' RX queue "
+                        "count, at most the CPUs)")
+    p.add_argument("--cpus", help="CPUs for the workers, e.g. 2,3 (default: NUMA-local first)")
     p.add_argument("--netns", help="the interfaces are in this network namespace")
-    p.add_argument("--seconds", type=float, default=0, help="stop after SECONDS (default: run "
-                   "until Ctrl-C or SIGTERM)")
-    p.add_argument("--interval", type=float, default=1.0,
-                   help="seconds between counter lines (0: none)")
-    p.add_argument("--stats-json", action="store_true",
-                   help="print counters as JSON lines (for scripts)")
-    p.add_argument("--promisc", action="store_true", default=True,
-                   help="put the interfaces in promiscuous mode while bridging (default)")
-    p.add_argument("--no-promisc", dest="promisc", action="store_false")
+    p.add_argument("--seconds", type=float, default=0,
+                   help="stop after SECONDS (default: until Ctrl-C or SIGTERM)")
+    p.add_argument("--no-promisc", dest="promisc", action="store_false",
+                   help="do not put the interfaces in promiscuous mode")
+    add_filter_args(p)
+    add_stats_args(p)
     cli.add_common(p)
     return p
 
 
-def port_name(spec, backend):
-    """'eth6' -> 'netmap:eth6'; a full port name is kept as given."""
-    return spec if ":" in spec else "%s:%s" % (backend, spec)
+def _queues(args, names):
+    from netmapy import iface, netns as nsmod
+    counts = []
+    with nsmod.netns(args.netns):
+        for n in names:
+            ifname = n.split(":", 1)[1] if ":" in n else n
+            ifname = ifname.rstrip("^*")
+            counts.append(iface.require(ifname).num_rx_queues)
+    return counts
+
+
+def plan(args):
+    """The worker specs for the command line."""
+    a, b = args.if_a, args.if_b
+    host = b is None
+    backend = args.backend
+    counts = _queues(args, [a] if host else [a, b])
+    nq = args.queues or min(counts + [len(os.sched_getaffinity(0))])
+    if nq < 1 or nq > min(counts):
+        raise cli.CliError("--queues %d: the interfaces have %s RX queues" % (
+            nq, " and ".join(map(str, counts))))
+    if args.cpus:
+        cpus = [int(x) for x in args.cpus.split(",")]
+        bad = [c for c in cpus if c not in os.sched_getaffinity(0)]
+        if bad:
+            raise cli.CliError("--cpus: CPU %d is not available to this process" % bad[0])
+    else:
+        cpus = numa_cpus(a.split(":", 1)[-1])
+    specs = []
+    for q in range(nq):
+        if nq == 1:
+            pa = a if ":" in a else "%s:%s" % (backend, a)
+            pb = (pa + "^") if host else (b if ":" in b else "%s:%s" % (backend, b))
+        else:
+            pa = "%s:%s-%d" % (backend, a, q)
+            pb = ("%s:%s^%d" % (backend, a, q)) if host else "%s:%s-%d" % (backend, b, q)
+        specs.append(dict(kind="bridge", queue=q, cpu=cpus[q % len(cpus)], ports=[pa, pb],
+                          netns=args.netns, open_kw={"promisc": True} if args.promisc else {},
+                          dir_names=("%s>%s" % (a, b or "host"), "%s>%s" % (b or "host", a))))
+    return specs
 
 
 def run(args, out=sys.stdout):
-    a_name = port_name(args.if_a, args.backend)
-    b_name = port_name(args.if_b, args.backend)
-    kw = {"promisc": True} if args.promisc else {}
-    counters = array("Q", [0] * 4)
-    with netmapy.open(a_name, netns=args.netns, **kw) as a, \
-            netmapy.open(b_name, netns=args.netns, **kw) as b:
-        print("netmapy-bridge: %s (%s) <-> %s (%s), %s" % (
-            a.name, a.backend, b.name, b.backend,
-            "zero copy" if a.mem is b.mem else "copying"), file=sys.stderr)
-        result = {}
-        done = threading.Event()
-
-        def work():
-            try:
-                result["r"] = fastpath.bridge(a, b, counters, seconds=args.seconds)
-            except BaseException as e:      # reported by the main thread
-                result["e"] = e
-            finally:
-                done.set()
-        fastpath.reset()
-        t = threading.Thread(target=work, daemon=True)
-        t.start()
-        last = list(counters)
-        t_last = time.monotonic()
-        try:
-          try:
-            # (Event.wait, not Thread.join: a join interrupted by a signal
-            # can return early on this Python while the thread still runs)
-            while not done.is_set():
-                done.wait(args.interval or 0.5)
-                if args.interval and not done.is_set():
-                    now = time.monotonic()
-                    cur = list(counters)
-                    dt = now - t_last
-                    rates = [(c - l) / dt for c, l in zip(cur, last)]
-                    last, t_last = cur, now
-                    line = dict(a_to_b_pps=round(rates[0]), a_to_b_bps=round(rates[1] * 8),
-                                b_to_a_pps=round(rates[2]), b_to_a_bps=round(rates[3] * 8),
-                                a_to_b_packets=cur[0], b_to_a_packets=cur[2])
-                    if args.stats_json:
-                        print(json.dumps(line), file=out, flush=True)
-                    else:
-                        print("%s->%s %10.0f pps %8.1f Mbit/s | %s->%s %10.0f pps %8.1f Mbit/s"
-                              " | total %d / %d" % (
-                                  args.if_a, args.if_b, rates[0], rates[1] * 8e-6,
-                                  args.if_b, args.if_a, rates[2], rates[3] * 8e-6,
-                                  cur[0], cur[2]), file=out, flush=True)
-          except KeyboardInterrupt:
-            pass                    # Ctrl-C / SIGTERM: stop and report
-        finally:
-            fastpath.stop()
-            while not done.wait(1.0):
-                pass
-        if "e" in result:
-            raise result["e"]
-        r = result["r"]
-        summary = dict(r, a=str(a.name), b=str(b.name))
-        print(json.dumps(summary) if args.stats_json else
-              "netmapy-bridge: forwarded %d packets %s->%s and %d %s->%s" % (
-                  r["a_to_b_packets"], args.if_a, args.if_b, r["b_to_a_packets"],
-                  args.if_b, args.if_a), file=out if args.stats_json else sys.stderr)
-        return summary
+    filters, names, descs = filter_specs(args)
+    specs = plan(args)
+    for w, s in enumerate(specs):
+        s["filters"] = filters
+        if args.sample_drops:
+            s["sample"] = "%s.w%d.pcap" % (args.sample_drops, w)
+            s["sample_max"] = args.sample_max
+    # open the ports once here, so a bad interface is one error line now
+    with netmapy.open(specs[0]["ports"][0], netns=args.netns) as p0:
+        backend = p0.backend
+    print("netmapy-bridge: %s <-> %s, %d worker(s), %s backend, CPUs %s" % (
+        args.if_a, args.if_b or "host stack", len(specs), backend,
+        ",".join(str(s["cpu"]) for s in specs)), file=sys.stderr)
+    locks = [(args.netns, args.if_a)] + ([(args.netns, args.if_b)] if args.if_b else [])
+    sup = Supervisor("netmapy-bridge", specs, locks=locks, rule_names=names,
+                     rule_descriptions=descs, out=out, stats_json=args.stats_json,
+                     prometheus=args.prometheus)
+    tot = sup.run(seconds=args.seconds, interval=args.interval)
+    d = tot["directions"]
+    summary = dict(a=args.if_a, b=args.if_b or "host", a_to_b=d[0], b_to_a=d[1],
+                   rules=tot["rules"], restarts=tot["restarts"], workers=len(specs))
+    if args.stats_json:
+        print(json.dumps(dict(summary=summary)), file=out, flush=True)
+    else:
+        print("netmapy-bridge: %s->%s forwarded %d, dropped %d; %s->%s forwarded %d, dropped %d; "
+              "%d restart(s)" % (args.if_a, args.if_b or "host", d[0]["fwd"], d[0]["drop"],
+                                 args.if_b or "host", args.if_a, d[1]["fwd"], d[1]["drop"],
+                                 tot["restarts"]), file=sys.stderr)
+    return summary
 
 
 def main(argv=None):
-    cli.terminate_on_sigterm()
     return cli.run("netmapy-bridge", build_parser, lambda a: (run(a), 0)[1], argv)
 
 

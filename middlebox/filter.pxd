@@ -84,4 +84,5 @@ cdef class Filter:
 
 cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
                           uint64_t now_ns, uint64_t *acc, uint64_t *drop,
-                          netmap_ring *sample) noexcept nogil
+                          netmap_ring *sample, uint64_t *sampled,
+                          uint64_t sample_max) noexcept nogil

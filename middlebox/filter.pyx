@@ -364,12 +364,14 @@ cdef class Filter:
 
 cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
                           uint64_t now_ns, uint64_t *acc, uint64_t *drop,
-                          netmap_ring *sample) noexcept nogil:
+                          netmap_ring *sample, uint64_t *sampled,
+                          uint64_t sample_max) noexcept nogil:
     """Walk rx [head, tail): passing packets go to tx (swap or copy, in
     order), dropped ones are released (and copied to `sample`'s TX ring if
-    given and it has room).  Stops at a passing packet when tx is full, so
-    nothing is lost.  Advances both heads; returns packets consumed.
-    acc/drop: [packets, bytes] counters."""
+    given, it has room and fewer than sample_max were sampled so far).
+    Stops at a passing packet when tx is full, so nothing is lost.
+    Advances both heads; returns packets consumed.
+    acc/drop: [packets, bytes] counters; sampled counts the copies."""
     cdef uint32_t i = rx.head, j = tx.head, n = 0, idx, sj
     cdef uint32_t room = nm_ring_space(tx) if tx != NULL else 0
     cdef netmap_slot *rs
@@ -399,7 +401,8 @@ cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
         else:
             drop[0] += 1
             drop[1] += rs.len
-            if sample != NULL and nm_ring_space(sample):
+            if sample != NULL and sampled[0] < sample_max and nm_ring_space(sample):
+                sampled[0] += 1
                 sj = sample.head
                 memcpy(NETMAP_BUF(sample, sample.slot[sj].buf_idx), buf, rs.len)
                 sample.slot[sj].len = rs.len

@@ -64,10 +64,15 @@ def run(args):
                     "--stats-json"]
             bridges.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             text=True, env=env))
-        time.sleep(1.0)
-        for b in bridges:
-            if b.poll() is not None:
-                raise cli.CliError("netmapy-bridge failed to start: %s" % b.stderr.read().strip())
+        for b in bridges:                       # wait for "running"
+            seen = []
+            while True:
+                line = b.stderr.readline()
+                if not line:
+                    raise cli.CliError("netmapy-bridge failed to start: %s" % " ".join(seen)[-300:])
+                seen.append(line.strip())
+                if ": running," in line:
+                    break
         base = [(_pkts(lab, ln.src_ns, ln.src_if, "tx_packets"),
                  _pkts(lab, ln.sink_ns, ln.sink_if, "rx_packets")) for ln in lab.lines]
         for ln in lab.lines:
@@ -102,10 +107,16 @@ def run(args):
             for i, (ln, b) in enumerate(zip(lab.lines, bridges)):
                 b.send_signal(signal.SIGTERM)
                 out, err = b.communicate(timeout=10)
-                fwd = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+                fwd = {}
+                for line in out.strip().splitlines():
+                    if line.startswith('{"summary"'):
+                        fwd = json.loads(line)["summary"]["a_to_b"]
+                if b.returncode not in (0, None):
+                    print("netmapy-bridge exited with %s: %s" % (b.returncode, err.strip()[-300:]),
+                          file=sys.stderr)
                 off = _pkts(lab, ln.src_ns, ln.src_if, "tx_packets") - base[i][0]
                 dlv = _pkts(lab, ln.sink_ns, ln.sink_if, "rx_packets") - base[i][1]
-                results.append(dict(line=i, offered=off, forwarded=fwd.get("a_to_b_packets"),
+                results.append(dict(line=i, offered=off, forwarded=fwd.get("fwd"),
                                     delivered=dlv, loss=(off - dlv) / off if off else 0.0,
                                     seconds=args.seconds))
     if args.json:

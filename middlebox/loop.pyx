@@ -1,0 +1,212 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The workers' nogil loops: filter and forward between two ports (bridge),
+or filter one RX queue into a reinjection ring (offload).  Counters go to a
+caller-provided uint64 block (shared memory the supervisor samples), in the
+layout of middlebox/stats.py.
+
+SIGTERM and SIGINT set a C flag (installed by ``install_signal_handlers()``)
+that the loops check, so a worker stops within one poll timeout even while
+it never returns to Python; the loops then move what their RX rings still
+hold and flush TX before returning ("drain").
+"""
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.signal cimport signal as c_signal, SIGTERM, SIGINT
+from netmapy.includes.system cimport (POLLIN, POLLOUT, EINTR, clock_gettime, timespec,
+                                      CLOCK_MONOTONIC, monotonic_ms)
+from netmapy.includes.abi cimport netmap_ring, nm_ring_space
+from netmapy.core cimport Port, poll_pair
+from middlebox.filter cimport Filter, filter_move
+
+import time
+
+cdef volatile int _stop = 0
+
+cdef enum:
+    W_HEARTBEAT = 2
+    W_STATE = 3
+    W_SAMPLED = 24
+    DIR0 = 8
+    DIR1 = 16
+    RX = 0
+    FWD = 2
+    DROP = 4
+
+
+cdef void _on_signal(int sig) noexcept nogil:
+    global _stop
+    _stop = 1
+
+
+def install_signal_handlers():
+    """SIGTERM/SIGINT stop the loops of this process (C-level handlers)."""
+    c_signal(SIGTERM, _on_signal)
+    c_signal(SIGINT, _on_signal)
+
+
+def stop():
+    global _stop
+    _stop = 1
+
+
+def reset():
+    global _stop
+    _stop = 0
+
+
+def stopping():
+    return bool(_stop)
+
+
+cdef inline uint64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint32_t _pending(Port p) noexcept nogil:
+    cdef uint32_t i, n = 0
+    for i in range(p.nic_rx):
+        n += nm_ring_space(p.rxr[i])
+    return n
+
+
+cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now,
+                         netmap_ring *sample, uint64_t *sampled, uint64_t smax,
+                         bint swap) noexcept nogil:
+    """Filter src's RX rings into dst's TX rings; counts into c[RX..]."""
+    cdef uint32_t i, t, n, total = 0
+    for i in range(src.nic_rx):
+        t = i % dst.nic_tx
+        n = filter_move(f, src.rxr[i], dst.txr[t], swap, now, &c[FWD], &c[DROP], sample,
+                        sampled, smax)
+        c[RX] += n
+        total += n
+    return total
+
+
+cdef inline int _sync_tx(Port p) noexcept nogil:
+    cdef uint32_t i
+    for i in range(p.ntx):
+        if p.c_txsync(i) < 0:
+            return -1
+    return 0
+
+
+def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=None,
+           Port sample_b=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0):
+    """Forward a<->b through the filters until stop() or a signal.  Packets
+    wait in RX while the other side's TX is full (the loop sleeps on that TX
+    ring).  Returns when stopped, after a last pass that forwards what the
+    RX rings hold and a TX flush."""
+    cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
+    cdef uint64_t *c = &cv[0]
+    cdef bint swap = a.mem is b.mem
+    cdef netmap_ring *sa = sample_a.txr[0] if sample_a is not None else NULL
+    cdef netmap_ring *sb = sample_b.txr[0] if sample_b is not None else NULL
+    cdef int rc = 0, ev_a, ev_b, which = 0, last = 0
+    cdef uint64_t now, deadline = 0
+    if cv.shape[0] < 32:
+        raise ValueError("the counter block needs 32 uint64")
+    if seconds > 0:
+        deadline = _now_ns() + <uint64_t>(seconds * 1e9)
+    c[W_STATE] = 1
+    with nogil:
+        while True:
+            if _stop or (deadline and _now_ns() >= deadline):
+                last = 1
+            ev_a = POLLIN
+            ev_b = POLLIN
+            if _pending(a):
+                ev_b |= POLLOUT
+            if _pending(b):
+                ev_a |= POLLOUT
+            rc = poll_pair(a, ev_a, b, ev_b, 0 if last else wait_ms)
+            if rc < 0:
+                which = -rc
+                if which == 1 and a.err == EINTR:
+                    a.err = 0
+                    rc = 0
+                    continue
+                if which == 2 and b.err == EINTR:
+                    b.err = 0
+                    rc = 0
+                    continue
+                break
+            now = _now_ns()
+            _direction(a, b, f_ab, c + DIR0, now, sa, c + W_SAMPLED, sample_max, swap)
+            _direction(b, a, f_ba, c + DIR1, now, sb, c + W_SAMPLED, sample_max, swap)
+            if _sync_tx(b) < 0:
+                rc = -1
+                which = 2
+                break
+            if _sync_tx(a) < 0:
+                rc = -1
+                which = 1
+                break
+            if sa != NULL:
+                sample_a.c_txsync(0)
+            if sb != NULL:
+                sample_b.c_txsync(0)
+            c[W_HEARTBEAT] = now
+            if last:
+                break
+    c[W_STATE] = 2
+    if rc < 0:
+        (a if which == 1 else b).raise_error()
+    return dict(a_to_b=[cv[DIR0 + k] for k in range(8)], b_to_a=[cv[DIR1 + k] for k in range(8)])
+
+
+def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, counters,
+            Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0):
+    """Filter what src's RX ring `ring` receives into dst's TX ring
+    `dst_ring` (for nm-offload: the host TX ring, i.e. reinjection into the
+    kernel); what the filter drops is released.  Same stop/drain rules as
+    bridge()."""
+    cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
+    cdef uint64_t *c = &cv[0] + DIR0
+    cdef bint swap = src.mem is dst.mem
+    cdef netmap_ring *s = sample.txr[0] if sample is not None else NULL
+    cdef netmap_ring *rx = src.rxr[ring]
+    cdef netmap_ring *tx = dst.txr[dst_ring]
+    cdef int rc = 0, which = 0, last = 0
+    cdef uint32_t n
+    cdef uint64_t now, deadline = 0
+    if seconds > 0:
+        deadline = _now_ns() + <uint64_t>(seconds * 1e9)
+    cv[W_STATE] = 1
+    with nogil:
+        while True:
+            if _stop or (deadline and _now_ns() >= deadline):
+                last = 1
+            if nm_ring_space(rx) and not nm_ring_space(tx):
+                rc = poll_pair(src, 0, dst, POLLOUT, 0 if last else wait_ms)
+            else:
+                rc = poll_pair(src, POLLIN, dst, 0, 0 if last else wait_ms)
+            if rc < 0:
+                which = -rc
+                if which == 1 and src.err == EINTR:
+                    src.err = 0
+                    rc = 0
+                    continue
+                if which == 2 and dst.err == EINTR:
+                    dst.err = 0
+                    rc = 0
+                    continue
+                break
+            now = _now_ns()
+            n = filter_move(f, rx, tx, swap, now, &c[FWD], &c[DROP], s, &cv[W_SAMPLED], sample_max)
+            c[RX] += n
+            if dst.c_txsync(dst_ring) < 0:
+                rc = -1
+                which = 2
+                break
+            if s != NULL:
+                sample.c_txsync(0)
+            cv[W_HEARTBEAT] = now
+            if last:
+                break
+    cv[W_STATE] = 2
+    if rc < 0:
+        (src if which == 1 else dst).raise_error()
+    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP])

@@ -1,0 +1,116 @@
+"""Counters in shared memory: workers write, the supervisor samples.
+
+One file in the run directory (0600) holds a header and, per worker, a
+block of uint64 counters followed by its per-rule counters.  Nothing on
+the fast path takes a lock: each worker owns its block; the supervisor
+reads torn-free 64-bit words and computes rates from differences.
+
+Per direction d (0: a->b, or the offload direction; 1: b->a) the block
+holds rx, rx_bytes, fwd, fwd_bytes, drop, drop_bytes, ratelimited, errors
+(`rx = fwd + drop + errors` holds exactly, per direction).
+"""
+
+import mmap
+import os
+import struct
+import time
+
+MAGIC = 0x5354534258424d4e          # "NMBXBSTS"
+VERSION = 1
+HEADER_WORDS = 16
+BLOCK_WORDS = 32                    # per-worker fixed counters
+
+# per-worker fixed words
+W_PID, W_RESTARTS, W_HEARTBEAT, W_STATE, W_QUEUE, W_CPU = 0, 1, 2, 3, 4, 5
+DIR_BASE = (8, 16)                  # direction 0 and 1
+RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS = range(8)
+W_SAMPLED = 24
+FIELDS = ("rx", "rx_bytes", "fwd", "fwd_bytes", "drop", "drop_bytes", "ratelimited", "errors")
+STATE_NAMES = {0: "starting", 1: "running", 2: "stopping", 3: "stopped", 4: "dead"}
+
+
+def rundir():
+    d = os.environ.get("NETMAPY_RUNDIR") or "/dev/shm/netmapy-%d" % os.getuid()
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
+
+
+class Stats:
+    """The shared counter file.  ``Stats.create(path, nworkers, nrules)`` in
+    the supervisor, ``Stats.open(path)`` in a worker."""
+
+    def __init__(self, path, fd, create, nworkers=0, nrules=0):
+        self.path = path
+        if create:
+            size = 8 * (HEADER_WORDS + nworkers * (BLOCK_WORDS + 4 * nrules))
+            os.ftruncate(fd, size)
+        self.mm = mmap.mmap(fd, 0)
+        os.close(fd)
+        self.words = memoryview(self.mm).cast("Q")
+        if create:
+            self.words[1] = VERSION
+            self.words[2] = nworkers
+            self.words[3] = nrules
+            self.words[4] = time.time_ns()
+            self.words[0] = MAGIC
+        elif self.words[0] != MAGIC or self.words[1] != VERSION:
+            raise ValueError("%s is not a netmapy stats file of this version" % path)
+        self.nworkers = self.words[2]
+        self.nrules = self.words[3]
+
+    @classmethod
+    def create(cls, path, nworkers, nrules):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        return cls(path, fd, True, nworkers, nrules)
+
+    @classmethod
+    def open(cls, path):
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        return cls(path, fd, False)
+
+    def _base(self, w):
+        if not 0 <= w < self.nworkers:
+            raise IndexError("worker %d of %d" % (w, self.nworkers))
+        return HEADER_WORDS + w * (BLOCK_WORDS + 4 * self.nrules)
+
+    def block(self, w):
+        """The worker's fixed counters (a writable uint64 memoryview)."""
+        b = self._base(w)
+        return self.words[b:b + BLOCK_WORDS]
+
+    def rule_counters(self, w, direction):
+        """(hits, limited) uint64 views for the rules of one direction."""
+        b = self._base(w) + BLOCK_WORDS + 2 * self.nrules * direction
+        return self.words[b:b + self.nrules], self.words[b + self.nrules:b + 2 * self.nrules]
+
+    def snapshot(self):
+        """A plain-Python copy of every counter."""
+        out = []
+        for w in range(self.nworkers):
+            blk = self.block(w)
+            d = dict(pid=blk[W_PID], restarts=blk[W_RESTARTS], heartbeat_ns=blk[W_HEARTBEAT],
+                     state=STATE_NAMES.get(blk[W_STATE], "?"), queue=blk[W_QUEUE],
+                     cpu=blk[W_CPU], sampled=blk[W_SAMPLED], dirs=[])
+            for di, base in enumerate(DIR_BASE):
+                d["dirs"].append({f: blk[base + i] for i, f in enumerate(FIELDS)})
+            rules = []
+            for di in range(2):
+                h, l = self.rule_counters(w, di)
+                rules.append((list(h), list(l)))
+            d["rules"] = rules
+            out.append(d)
+        return out
+
+    def close(self):
+        try:
+            self.words.release()
+            self.mm.close()
+        except (BufferError, ValueError):
+            pass
+
+    def unlink(self):
+        self.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,376 @@
+"""The supervisor: one pinned worker process per queue, restarted when it
+dies, counters sampled from shared memory, clean stop on SIGINT/SIGTERM.
+
+    sup = Supervisor("netmapy-bridge", specs, locks=[("mbox", "a0"), ...])
+    sup.run(seconds=0, interval=1.0)
+
+It takes a lock per interface (a second instance is refused), runs the
+setup steps given to it (NIC changes, journaled so a crashed run is
+repaired by the next start) and undoes them on exit, whatever the exit.
+"""
+
+import fcntl
+import http.server
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+
+from netmapy.errors import NetmapyError
+from . import stats as st
+
+
+class AlreadyRunning(NetmapyError):
+    pass
+
+
+def lockdir():
+    d = os.environ.get("NETMAPY_LOCKDIR") or "/run/netmapy"
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    except PermissionError:
+        d = os.path.join(st.rundir(), "locks")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
+
+
+class InterfaceLock:
+    """An exclusive flock per (namespace, interface); released by the kernel
+    when the holder dies, so a SIGKILLed supervisor never blocks a restart."""
+
+    def __init__(self, prog, netns, ifname):
+        self.path = os.path.join(lockdir(), "%s.%s.lock" % (netns or "-", ifname))
+        self.prog, self.netns, self.ifname = prog, netns, ifname
+        self.fd = None
+
+    def acquire(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.read(fd, 200).decode(errors="replace").strip()
+            finally:
+                os.close(fd)
+            where = self.ifname + (" in namespace %s" % self.netns if self.netns else "")
+            raise AlreadyRunning("another middlebox is already running on %s (%s); stop it "
+                                 "first" % (where, holder or "pid unknown")) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, ("%s pid %d" % (self.prog, os.getpid())).encode())
+        self.fd = fd
+
+    def release(self):
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+
+def numa_cpus(ifname):
+    """CPUs of the NUMA node the interface's device sits on (all CPUs when
+    the machine or the device does not say)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    try:
+        with open("/sys/class/net/%s/device/numa_node" % ifname) as f:
+            node = int(f.read().strip())
+        if node < 0:
+            return allowed
+        with open("/sys/devices/system/node/node%d/cpulist" % node) as f:
+            cpus = []
+            for part in f.read().strip().split(","):
+                lo, _, hi = part.partition("-")
+                cpus.extend(range(int(lo), int(hi or lo) + 1))
+        local = [c for c in cpus if c in allowed]
+        return local + [c for c in allowed if c not in local] if local else allowed
+    except (OSError, ValueError):
+        return allowed
+
+
+class _Prom(http.server.BaseHTTPRequestHandler):
+    sup = None
+
+    def do_GET(self):
+        if self.path.split("?")[0] not in ("/metrics", "/"):
+            self.send_error(404)
+            return
+        body = self.sup.prometheus_text().encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class Supervisor:
+    def __init__(self, prog, specs, locks=(), rule_names=(), rule_descriptions=(),
+                 setup=None, teardown=None, out=None, stats_json=False, prometheus=None,
+                 max_quick_failures=3):
+        self.prog = prog
+        self.specs = specs
+        self.locks = [InterfaceLock(prog, ns, ifn) for ns, ifn in locks]
+        self.rule_names = list(rule_names)
+        self.rule_descriptions = list(rule_descriptions)
+        self.setup, self.teardown = setup, teardown
+        self.out = out or sys.stdout
+        self.stats_json = stats_json
+        self.prometheus = prometheus
+        self.max_quick_failures = max_quick_failures
+        self.procs = {}
+        self.restarts = {}
+        self.backoff = {}
+        self.next_start = {}
+        self.started_at = {}
+        self.quick_failures = {}
+        self.errors = None
+        self.stats = None
+        self.stopping = False
+        self.failure = None
+        self.httpd = None
+        self._prev = None
+        self.final = None
+
+    # ------------------------------------------------------------ lifecycle
+    def _start(self, w):
+        spec = self.specs[w]
+        ctx = mp.get_context("spawn")
+        from . import worker
+        p = ctx.Process(target=worker.main, args=(spec, self.errors), daemon=False,
+                        name="%s-w%d" % (self.prog, w))
+        p.start()
+        cpu = spec.get("cpu")
+        if cpu is not None:
+            try:
+                import psutil
+                psutil.Process(p.pid).cpu_affinity([cpu])
+            except Exception:
+                pass          # the worker pins itself too
+        self.procs[w] = p
+        self.started_at[w] = time.monotonic()
+
+    def _check_workers(self):
+        now = time.monotonic()
+        while True:
+            try:
+                w, msg, tb = self.errors.get_nowait()
+            except Exception:
+                break
+            print("%s: worker %d: %s" % (self.prog, w, msg), file=sys.stderr)
+            self.last_error = msg
+        for w, p in list(self.procs.items()):
+            if p is None:
+                if now >= self.next_start.get(w, 0):
+                    self._start(w)
+                continue
+            if p.is_alive():
+                if now - self.started_at[w] > 30:
+                    self.backoff[w] = 0.2
+                    self.quick_failures[w] = 0
+                continue
+            if self.stopping:
+                continue
+            code = p.exitcode
+            p.join()
+            self.restarts[w] = self.restarts.get(w, 0) + 1
+            if self.stats is not None:
+                self.stats.block(w)[st.W_RESTARTS] = self.restarts[w]
+            quick = now - self.started_at[w] < 2.0
+            self.quick_failures[w] = self.quick_failures.get(w, 0) + (1 if quick else 0)
+            if self.quick_failures[w] >= self.max_quick_failures:
+                self.failure = "worker %d keeps failing at start (%s)" % (
+                    w, getattr(self, "last_error", "exit code %s" % code))
+                return
+            b = self.backoff.get(w, 0.2)
+            self.backoff[w] = min(b * 2, 5.0)
+            self.next_start[w] = now + b
+            self.procs[w] = None
+            print("%s: worker %d (queue %s) exited with %s; restart %d in %.1fs" % (
+                self.prog, w, self.specs[w].get("queue"), code, self.restarts[w], b),
+                file=sys.stderr)
+
+    def _stop_workers(self, timeout=5.0):
+        self.stopping = True
+        for p in self.procs.values():
+            if p is not None and p.is_alive():
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        end = time.monotonic() + timeout
+        for p in self.procs.values():
+            if p is not None:
+                p.join(max(0.1, end - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
+                    p.join(2)
+
+    def _wait_running(self, timeout=20.0):
+        """Wait until every worker has its ports open and loops (then say
+        so on stderr: scripts wait for that line), or one failed."""
+        end = time.monotonic() + timeout
+        while not self.stopping and self.failure is None and time.monotonic() < end:
+            if all(self.stats.block(w)[st.W_STATE] == 1 for w in range(len(self.specs))):
+                print("%s: running, %d worker(s)" % (self.prog, len(self.specs)),
+                      file=sys.stderr, flush=True)
+                return True
+            self._check_workers()
+            time.sleep(0.02)
+        return False
+
+    def run(self, seconds=0, interval=1.0):
+        """Run until SIGINT/SIGTERM or `seconds`; returns the final totals."""
+        def on_signal(signum, frame):
+            self.stopping = True
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        acquired = []
+        setup_done = False
+        try:
+            for lk in self.locks:
+                lk.acquire()
+                acquired.append(lk)
+            if self.setup is not None:
+                setup_done = True
+                self.setup()
+            nrules = len(self.rule_names)
+            path = os.path.join(st.rundir(), "%s-%d.stats" % (self.prog, os.getpid()))
+            self.stats = st.Stats.create(path, len(self.specs), nrules)
+            for w, spec in enumerate(self.specs):
+                spec["stats"] = path
+                spec["index"] = w
+                spec["parent"] = os.getpid()
+            self.errors = mp.get_context("spawn").Queue()
+            if self.prometheus:
+                host, _, port = self.prometheus.rpartition(":")
+                _Prom.sup = self
+                self.httpd = http.server.ThreadingHTTPServer((host or "127.0.0.1", int(port)), _Prom)
+                threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+            for w in range(len(self.specs)):
+                self._start(w)
+            self._wait_running()
+            t0 = time.monotonic()
+            last = t0
+            self._prev = (t0, self.stats.snapshot())
+            while not self.stopping and self.failure is None:
+                time.sleep(min(0.1, interval or 0.1))
+                self._check_workers()
+                now = time.monotonic()
+                if interval and now - last >= interval:
+                    self.report(now)
+                    last = now
+                if seconds and now - t0 >= seconds:
+                    break
+            self._stop_workers()
+            self.final = self.totals()
+            if self.failure:
+                raise NetmapyError(self.failure)
+            return self.final
+        finally:
+            self.stopping = True
+            try:
+                self._stop_workers()
+            finally:
+                if self.httpd is not None:
+                    self.httpd.shutdown()
+                if setup_done and self.teardown is not None:
+                    self.teardown()
+                if self.stats is not None:
+                    if self.final is None:
+                        self.final = self.totals()
+                    self.stats.unlink()
+                for lk in acquired:
+                    lk.release()
+                for s, h in old.items():
+                    signal.signal(s, h)
+
+    # ------------------------------------------------------------ reporting
+    def totals(self):
+        snap = self.stats.snapshot()
+        tot = [{f: 0 for f in st.FIELDS} for _ in range(2)]
+        for wk in snap:
+            for d in range(2):
+                for f in st.FIELDS:
+                    tot[d][f] += wk["dirs"][d][f]
+        rules = []
+        for i, name in enumerate(self.rule_names):
+            hits = sum(wk["rules"][d][0][i] for wk in snap for d in range(2))
+            lim = sum(wk["rules"][d][1][i] for wk in snap for d in range(2))
+            rules.append(dict(rule=name, text=self.rule_descriptions[i] if i < len(self.rule_descriptions) else "",
+                              packets=hits, ratelimited=lim))
+        return dict(directions=tot, workers=snap, rules=rules,
+                    restarts=sum(wk["restarts"] for wk in snap))
+
+    def report(self, now):
+        snap = self.stats.snapshot()
+        t_prev, prev = self._prev
+        dt = max(1e-6, now - t_prev)
+        self._prev = (now, snap)
+        rows = []
+        for w, (cur, old) in enumerate(zip(snap, prev)):
+            for d in range(2):
+                c, o = cur["dirs"][d], old["dirs"][d]
+                if not any(c.values()) and d == 1 and self.specs[w]["kind"] != "bridge":
+                    continue
+                rows.append(dict(worker=w, queue=cur["queue"], cpu=cur["cpu"], dir=d,
+                                 state=cur["state"], restarts=cur["restarts"],
+                                 rx_pps=(c["rx"] - o["rx"]) / dt,
+                                 fwd_pps=(c["fwd"] - o["fwd"]) / dt,
+                                 drop_pps=(c["drop"] - o["drop"]) / dt,
+                                 fwd_bps=8 * (c["fwd_bytes"] - o["fwd_bytes"]) / dt,
+                                 rx=c["rx"], fwd=c["fwd"], drop=c["drop"],
+                                 ratelimited=c["ratelimited"], errors=c["errors"]))
+        if self.stats_json:
+            print(json.dumps(dict(time=time.time(), workers=rows)), file=self.out, flush=True)
+            return
+        names = self.specs[0].get("dir_names", ("a->b", "b->a"))
+        lines = ["%s  %s" % (self.prog, time.strftime("%H:%M:%S")),
+                 "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %3s" % (
+                     "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
+                     "Mbit/s", "forwarded", "dropped", "rst")]
+        for r in rows:
+            lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %3d" % (
+                r["worker"], r["queue"], r["cpu"], names[r["dir"]], r["state"], r["rx_pps"],
+                r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6, r["fwd"], r["drop"],
+                r["restarts"]))
+        if self.rule_names:
+            tot = self.totals()["rules"]
+            lines.append("rules (packets decided / rate-limited):")
+            for r in tot:
+                lines.append("  %-24s %12d %10d  %s" % (r["rule"], r["packets"], r["ratelimited"],
+                                                        r["text"][:60]))
+        text = "\n".join(lines)
+        if self.out.isatty():
+            self.out.write("\x1b[H\x1b[J" + text + "\n")
+            self.out.flush()
+        else:
+            print(text, file=self.out, flush=True)
+
+    def prometheus_text(self):
+        snap = self.stats.snapshot()
+        out = []
+        for f in st.FIELDS:
+            out.append("# TYPE netmapy_%s_total counter" % f)
+            for w, wk in enumerate(snap):
+                for d in range(2):
+                    out.append('netmapy_%s_total{prog="%s",worker="%d",queue="%d",direction="%d"} %d'
+                               % (f, self.prog, w, wk["queue"], d, wk["dirs"][d][f]))
+        out.append("# TYPE netmapy_worker_restarts_total counter")
+        for w, wk in enumerate(snap):
+            out.append('netmapy_worker_restarts_total{prog="%s",worker="%d"} %d' % (
+                self.prog, w, wk["restarts"]))
+        if self.rule_names:
+            out.append("# TYPE netmapy_rule_packets_total counter")
+            tot = self.totals()["rules"]
+            for r in tot:
+                out.append('netmapy_rule_packets_total{prog="%s",rule="%s"} %d' % (
+                    self.prog, r["rule"].replace('"', "'"), r["packets"]))
+                out.append('netmapy_rule_ratelimited_total{prog="%s",rule="%s"} %d' % (
+                    self.prog, r["rule"].replace('"', "'"), r["ratelimited"]))
+        return "\n".join(out) + "\n"

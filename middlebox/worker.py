@@ -1,0 +1,114 @@
+"""A middlebox worker process: one queue (or queue pair), pinned to one
+core, running a nogil loop from middlebox.loop with counters in shared
+memory.  Started by the supervisor (middlebox.supervisor); everything it
+needs arrives in a picklable spec dict.
+"""
+
+import ctypes
+import os
+import signal
+import sys
+import traceback
+
+PR_SET_PDEATHSIG = 1
+
+
+def build_filter(filters, source_tag=""):
+    """A middlebox.filter.Filter from a list of stage specs:
+    ("rules", text, source), ("expr", expression, drop), ("bpf", text, drop, name)."""
+    from middlebox.filter import Filter
+    from middlebox import rules
+    f = Filter()
+    for st in filters:
+        kind = st[0]
+        if kind == "rules":
+            f.add_rules(rules.parse(st[1], st[2]))
+        elif kind == "expr":
+            f.add_expression(st[1], drop=st[2])
+        elif kind == "bpf":
+            f.add_bpf(st[1], drop=st[2], name=st[3])
+        else:
+            raise ValueError("unknown filter stage %r" % (kind,))
+    return f
+
+
+def _die_with_parent():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(spec, errors=None):
+    """Run one worker until SIGTERM/SIGINT (or its duration) ends it."""
+    from middlebox import loop, stats as st
+    loop.install_signal_handlers()
+    _die_with_parent()
+    if os.getppid() != spec["parent"]:
+        return 0                      # the supervisor is already gone
+    try:
+        os.setpgrp()                  # Ctrl-C reaches the supervisor, which stops us
+    except OSError:
+        pass
+    w = spec["index"]
+    stats = st.Stats.open(spec["stats"])
+    blk = stats.block(w)
+    blk[st.W_PID] = os.getpid()
+    blk[st.W_QUEUE] = spec.get("queue", 0)
+    blk[st.W_CPU] = spec.get("cpu", 0)
+    blk[st.W_STATE] = 0
+    ports = []
+    try:
+        if spec.get("cpu") is not None:
+            os.sched_setaffinity(0, {spec["cpu"]})
+        import netmapy
+        filters = []
+        for d in range(2 if spec["kind"] == "bridge" else 1):
+            f = build_filter(spec.get("filters", []))
+            hits, limited = stats.rule_counters(w, d)
+            if f.num_counters:
+                f.attach_counters(hits, limited)
+            filters.append(f)
+        kw = spec.get("open_kw", {})
+        for name in spec["ports"]:
+            ports.append(netmapy.open(name, netns=spec.get("netns"), **kw))
+        samples = []
+        if spec.get("sample"):
+            samples.append(netmapy.open("pcap:" + spec["sample"], mode="w", slots=256))
+        if spec["kind"] == "bridge":
+            a, b = ports
+            loop.bridge(a, b, filters[0], filters[1], blk,
+                        samples[0] if samples else None, None,
+                        wait_ms=spec.get("wait_ms", 100), seconds=spec.get("seconds", 0),
+                        sample_max=spec.get("sample_max", 0))
+        elif spec["kind"] == "offload":
+            src = ports[0]
+            dst = ports[1] if len(ports) > 1 else ports[0]
+            loop.offload(src, spec.get("rx_ring", 0), dst, spec["tx_ring"], filters[0], blk,
+                         samples[0] if samples else None, wait_ms=spec.get("wait_ms", 100),
+                         seconds=spec.get("seconds", 0), sample_max=spec.get("sample_max", 0))
+        else:
+            raise ValueError("unknown worker kind %r" % spec["kind"])
+        for s in samples:
+            s.close()
+        blk[st.W_STATE] = 3
+        return 0
+    except BaseException as e:
+        blk[st.W_STATE] = 4
+        msg = "%s" % (e,) if not isinstance(e, (KeyboardInterrupt,)) else "interrupted"
+        if errors is not None:
+            try:
+                errors.put((w, msg, traceback.format_exc()))
+            except Exception:
+                pass
+        if isinstance(e, KeyboardInterrupt):
+            return 0
+        sys.exit(1)
+    finally:
+        for p in ports:
+            try:
+                p.close()
+            except Exception:
+                pass
+        stats.close()

@@ -1,0 +1,193 @@
+"""netmapy-bridge end to end on the lab: src -> mbox (bridge) -> sink and
+back, exact bytes and counts, filters and their counters, a second
+instance refused, a killed worker restarted, counters for scripts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import netmapy
+from conftest import needs_root, make_frame
+
+pytestmark = needs_root
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def lab():
+    from tools.lab import Lab
+    with Lab(lines=1, queues=2, prefix="tb%d" % (os.getpid() % 10000)) as lab:
+        yield lab
+
+
+def start_bridge(lab, *extra, backend="packet"):
+    ln = lab.lines[0]
+    argv = [sys.executable, "-m", "middlebox.bridge", ln.mbox_in, ln.mbox_out,
+            "--netns", ln.mbox_ns, "--backend", backend, "--stats-json"] + list(extra)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    err = []
+    while True:
+        line = p.stderr.readline()
+        if not line:
+            out, rest = p.communicate(timeout=10)
+            raise AssertionError("bridge did not start: %s %s" % ("".join(err), rest))
+        err.append(line)
+        if ": running," in line:
+            return p
+
+
+def stop_bridge(p):
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    summary = None
+    lines = []
+    for line in out.splitlines():
+        d = json.loads(line)
+        if "summary" in d:
+            summary = d["summary"]
+        else:
+            lines.append(d)
+    assert p.returncode == 0, err
+    return summary, lines, err
+
+
+def frames(n, src, dst, tag, size=100):
+    s = bytes.fromhex(src.replace(":", ""))
+    d = bytes.fromhex(dst.replace(":", ""))
+    return [make_frame(i, size, dst=d, src=s)[:13] + bytes([tag]) + make_frame(i, size)[14:]
+            for i in range(n)]
+
+
+def exchange(lab, n=2000):
+    """Send n frames each way at once; return what each end received."""
+    ln = lab.lines[0]
+    fwd = frames(n, ln.src_mac, ln.sink_mac, 0xb5)
+    back = frames(n, ln.sink_mac, ln.src_mac, 0xb6)
+    with netmapy.open("packet:%s" % ln.src_if, netns=ln.src_ns) as s, \
+            netmapy.open("packet:%s" % ln.sink_if, netns=ln.sink_ns) as k:
+        for i in range(0, n, 200):                 # both ways, interleaved
+            assert s.send(fwd[i:i + 200]) == len(fwd[i:i + 200])
+            assert k.send(back[i:i + 200]) == len(back[i:i + 200])
+        got_k, got_s = [], []
+        deadline = time.monotonic() + 10
+        while (len(got_k) < n or len(got_s) < n) and time.monotonic() < deadline:
+            got_k.extend(k.recv(timeout=0.05).tobytes())
+            got_s.extend(s.recv(timeout=0.05).tobytes())
+    return fwd, back, got_k, got_s
+
+
+def test_both_directions_exact(lab):
+    p = start_bridge(lab)
+    try:
+        fwd, back, got_k, got_s = exchange(lab)
+    finally:
+        summary, _, err = stop_bridge(p)
+    assert sorted(got_k) == sorted(fwd)          # every packet, bytes identical
+    assert sorted(got_s) == sorted(back)
+    assert summary["a_to_b"]["fwd"] == len(fwd)
+    assert summary["b_to_a"]["fwd"] == len(back)
+    for d in ("a_to_b", "b_to_a"):
+        c = summary[d]
+        assert c["rx"] == c["fwd"] + c["drop"] + c["errors"]
+    assert summary["workers"] == 2                    # one per queue pair
+
+
+def test_filters_drop_and_count(lab, tmp_path):
+    rules = tmp_path / "r.rules"
+    rules.write_text("deny to port 7\ndefault allow\n")
+    ln = lab.lines[0]
+    p = start_bridge(lab, "--rules", str(rules), "--drop", "udp port 9",
+                     "--sample-drops", str(tmp_path / "drops"), "--sample-max", "5")
+    import struct
+    from test_filters import ipv4_udp
+    mk = lambda dport, i: (bytes.fromhex(ln.sink_mac.replace(":", "")) +
+                           bytes.fromhex(ln.src_mac.replace(":", "")) +
+                           ipv4_udp("10.0.0.1", "10.0.0.2", 1000 + i, dport)[12:])
+    sent = [mk(7, i) for i in range(30)] + [mk(9, i) for i in range(20)] + [mk(53, i) for i in range(40)]
+    try:
+        with netmapy.open("packet:%s" % ln.src_if, netns=ln.src_ns) as s, \
+                netmapy.open("packet:%s/R" % ln.sink_if, netns=ln.sink_ns) as k:
+            s.send(sent)
+            got = []
+            deadline = time.monotonic() + 5
+            while len(got) < 40 and time.monotonic() < deadline:
+                got.extend(k.recv(timeout=0.1).tobytes())
+            time.sleep(0.3)
+            got.extend(k.recv(timeout=0.2).tobytes())
+    finally:
+        summary, lines, err = stop_bridge(p)
+    assert sorted(got) == sorted(sent[50:])
+    c = summary["a_to_b"]
+    assert (c["rx"], c["fwd"], c["drop"]) == (90, 40, 50)
+    by_rule = {r["text"]: r["packets"] for r in summary["rules"]}
+    assert by_rule["deny to port 7"] == 30
+    assert by_rule["drop 'udp port 9'"] == 20
+    sampled = sum(len(netmapy.open("pcap:%s" % f).recv(max=100)) for f in
+                  [str(tmp_path / n) for n in os.listdir(tmp_path) if n.endswith(".pcap")])
+    assert 0 < sampled <= 10                       # bounded: 5 per worker
+
+
+def test_second_instance_refused_and_bad_input(lab):
+    p = start_bridge(lab)
+    try:
+        ln = lab.lines[0]
+        out = subprocess.run([sys.executable, "-m", "middlebox.bridge", ln.mbox_in, ln.mbox_out,
+                              "--netns", ln.mbox_ns, "--backend", "packet"], capture_output=True,
+                             text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
+        assert out.returncode == 1
+        assert out.stderr.strip().splitlines()[-1].startswith(
+            "netmapy-bridge: error: another middlebox is already running on %s" % ln.mbox_in)
+    finally:
+        stop_bridge(p)
+    for argv, needle in [(["nosuch0", "nosuch1"], "no network interface 'nosuch0'"),
+                         ([ln.mbox_in, ln.mbox_out, "--drop", "udp prt 5"], "cannot compile"),
+                         ([ln.mbox_in, ln.mbox_out, "--queues", "9"], "RX queues")]:
+        out = subprocess.run([sys.executable, "-m", "middlebox.bridge"] + argv +
+                             ["--netns", ln.mbox_ns, "--backend", "packet"], capture_output=True,
+                             text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
+        assert out.returncode == 1, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr, out.stderr
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_killed_worker_is_restarted(lab):
+    port = free_port()
+    p = start_bridge(lab, "--interval", "0.2", "--prometheus", "127.0.0.1:%d" % port)
+    try:
+        # the worker processes are the bridge's children
+        kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+        workers = [int(k) for k in kids
+                   if b"netmapy-bridge-w" in open("/proc/%s/cmdline" % k, "rb").read()
+                   or b"multiprocessing" in open("/proc/%s/cmdline" % k, "rb").read()]
+        workers = [w for w in workers if b"resource_tracker" not in open("/proc/%d/cmdline" % w, "rb").read()]
+        assert len(workers) == 2, kids
+        os.kill(workers[0], signal.SIGKILL)
+        time.sleep(1.5)
+        fwd, back, got_k, got_s = exchange(lab, 500)
+        time.sleep(0.3)
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    finally:
+        summary, lines, err = stop_bridge(p)
+    fwd_total = sum(int(l.rsplit(" ", 1)[1]) for l in metrics.splitlines()
+                    if l.startswith("netmapy_fwd_total{"))
+    assert fwd_total >= 1000
+    assert 'netmapy_worker_restarts_total{prog="netmapy-bridge",worker="0"} 1' in metrics
+    assert "exited with -9; restart 1" in err
+    assert summary["restarts"] == 1
+    assert sorted(got_k) == sorted(fwd) and sorted(got_s) == sorted(back)
+    assert lines and all("workers" in ln for ln in lines)
