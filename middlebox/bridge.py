@@ -39,6 +39,10 @@ def add_filter_args(p):
     g.add_argument("--bpf", metavar="FILE", action="append", default=[],
                    help="classic BPF (tcpdump -ddd text, or bpftools' comma form) whose "
                         "matches are dropped")
+    g.add_argument("--python", metavar="MODULE:FUNC",
+                   help="a Python function deciding per packet: FUNC(memoryview) -> True to "
+                        "forward, False to drop (it may rewrite the packet in place); "
+                        "MODULE may be a file.py")
     g.add_argument("--sample-drops", metavar="PREFIX",
                    help="write dropped packets to PREFIX.wN.pcap (one file per worker)")
     g.add_argument("--sample-max", type=int, default=10000,
@@ -154,8 +158,14 @@ def plan(args):
 def run(args, out=sys.stdout):
     filters, names, descs = filter_specs(args)
     specs = plan(args)
+    if args.python:
+        from .worker import load_function
+        load_function(args.python)              # fail here, in one line, if it is wrong
+        if filters:
+            raise cli.CliError("--python replaces the compiled filters: use one or the other")
     for w, s in enumerate(specs):
         s["filters"] = filters
+        s["python"] = args.python
         if args.sample_drops:
             s["sample"] = "%s.w%d.pcap" % (args.sample_drops, w)
             s["sample_max"] = args.sample_max

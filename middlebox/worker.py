@@ -32,6 +32,32 @@ def build_filter(filters, source_tag=""):
     return f
 
 
+def load_function(ref):
+    """'module:function' or 'path/to/file.py:function' -> the callable."""
+    import importlib
+    import importlib.util
+    mod, sep, name = ref.rpartition(":")
+    if not sep or not mod or not name:
+        raise ValueError("--python wants MODULE:FUNCTION or FILE.py:FUNCTION, not %r" % ref)
+    try:
+        if mod.endswith(".py"):
+            spec = importlib.util.spec_from_file_location("netmapy_user_fn", mod)
+            if spec is None or not os.path.exists(mod):
+                raise ValueError("cannot load %s: no such file" % mod)
+            m = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(m)
+        else:
+            m = importlib.import_module(mod)
+    except ImportError as e:
+        raise ValueError("cannot import %s: %s" % (mod, e)) from None
+    except SyntaxError as e:
+        raise ValueError("%s:%s: %s" % (e.filename, e.lineno, e.msg)) from None
+    fn = getattr(m, name, None)
+    if not callable(fn):
+        raise ValueError("%s has no function %r" % (mod, name))
+    return fn
+
+
 def _die_with_parent():
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -76,7 +102,15 @@ def main(spec, errors=None):
         samples = []
         if spec.get("sample"):
             samples.append(netmapy.open("pcap:" + spec["sample"], mode="w", slots=256))
-        if spec["kind"] == "bridge":
+        if spec["kind"] == "bridge" and spec.get("python"):
+            from netmapy import fastpath
+            signal.signal(signal.SIGTERM, lambda *a: fastpath.stop())
+            signal.signal(signal.SIGINT, lambda *a: fastpath.stop())
+            fn = load_function(spec["python"])
+            a, b = ports
+            fastpath.bridge_py(a, b, fn, counters=blk, wait_ms=spec.get("wait_ms", 100),
+                               seconds=spec.get("seconds", 0))
+        elif spec["kind"] == "bridge":
             a, b = ports
             loop.bridge(a, b, filters[0], filters[1], blk,
                         samples[0] if samples else None, None,

@@ -9,7 +9,8 @@ and returns what it did as a dict.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
-from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT
+from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT, EINTR
+from cpython.exc cimport PyErr_CheckSignals
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
                            nm_ring_space, nm_ring_next, NS_BUF_CHANGED,
                            ring_move, poll_pair)
@@ -386,3 +387,132 @@ cdef inline void memset_u64(uint64_t *p, int n) noexcept nogil:
     cdef int i
     for i in range(n):
         p[i] = 0
+
+
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_WRITE
+
+
+cdef uint32_t _move_py(Port src, Port dst, object fn, bint swap, uint64_t *ctr) except? 0xffffffff:
+    """Offer each packet of src's RX rings to fn(view) and move those it
+    accepts to dst's TX rings; the rest are dropped.  Stops at an accepted
+    packet when TX is full.  ctr (middlebox.stats direction layout): [0] rx,
+    [1] rx bytes, [2] forwarded, [3] forwarded bytes, [4] dropped,
+    [5] dropped bytes."""
+    cdef uint32_t i, moved = 0, idx, ri, ti
+    cdef netmap_ring *rx
+    cdef netmap_ring *tx
+    cdef netmap_slot *rs
+    cdef netmap_slot *ts
+    cdef char *buf
+    for i in range(src.nic_rx):
+        rx = src.rxr[i]
+        tx = dst.txr[i % dst.nic_tx]
+        ri = rx.head
+        ti = tx.head
+        while ri != rx.tail:
+            rs = &rx.slot[ri]
+            buf = NETMAP_BUF(rx, rs.buf_idx)
+            view = PyMemoryView_FromMemory(buf, rs.len, PyBUF_WRITE)
+            try:
+                ok = fn(view)
+            finally:
+                view.release()
+            if ok:
+                if ti == tx.tail:       # TX full: keep this one for later
+                    break
+                ts = &tx.slot[ti]
+                if swap:
+                    idx = ts.buf_idx
+                    ts.buf_idx = rs.buf_idx
+                    rs.buf_idx = idx
+                    rs.flags = NS_BUF_CHANGED
+                    ts.flags = NS_BUF_CHANGED
+                else:
+                    memcpy(NETMAP_BUF(tx, ts.buf_idx), buf, rs.len)
+                    ts.flags = 0
+                ts.len = rs.len
+                ctr[2] += 1
+                ctr[3] += rs.len
+                ti = nm_ring_next(tx, ti)
+            else:
+                ctr[4] += 1
+                ctr[5] += rs.len
+            ctr[0] += 1
+            ctr[1] += rs.len
+            ri = nm_ring_next(rx, ri)
+            moved += 1
+        rx.head = rx.cur = ri
+        tx.head = tx.cur = ti
+    return moved
+
+
+def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0,
+              int wait_ms=100):
+    """bridge() with a Python function deciding per packet: fn(view) gets a
+    writable memoryview of the packet (valid during the call only: it is
+    released afterwards; modify it in place to rewrite the packet) and
+    returns True to forward it, False to drop it.  The waiting, syncing and
+    moving stay in C; only the decision is Python.  fn_ba defaults to fn_ab.
+
+    ``counters``: a uint64 block in middlebox.stats' worker layout (at
+    least 24 words: a->b at 8.., b->a at 16..).  Returns the counts."""
+    cdef uint64_t local[24]
+    cdef uint64_t *ctr = local
+    cdef uint64_t[::1] cview
+    cdef bint swap = a.mem is b.mem
+    cdef long long dl = _deadline(seconds)
+    cdef int rc = 0, ev_a, ev_b, which = 0
+    cdef uint32_t i
+    memset_u64(local, 24)
+    if fn_ba is None:
+        fn_ba = fn_ab
+    if counters is not None:
+        cview = memoryview(counters).cast("B").cast("Q")
+        if cview.shape[0] < 24:
+            raise ValueError("counters needs room for 24 uint64")
+        ctr = &cview[0]
+    t0 = time.perf_counter()
+    ctr[3] = 1                           # state: running
+    while not _stop:
+        if dl and monotonic_ms() >= dl:
+            break
+        ev_a = POLLIN
+        ev_b = POLLIN
+        if _pending(a):
+            ev_b |= POLLOUT
+        if _pending(b):
+            ev_a |= POLLOUT
+        with nogil:
+            rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
+        if rc < 0:
+            which = -rc
+            if (which == 1 and a.err == EINTR) or (which == 2 and b.err == EINTR):
+                a.err = b.err = 0
+                rc = 0
+                PyErr_CheckSignals()
+                continue
+            break
+        _move_py(a, b, fn_ab, swap, ctr + 8)
+        _move_py(b, a, fn_ba, swap, ctr + 16)
+        with nogil:
+            for i in range(b.nic_tx):
+                if b.c_txsync(i) < 0:
+                    rc = -1
+                    which = 2
+                    break
+            if rc >= 0:
+                for i in range(a.nic_tx):
+                    if a.c_txsync(i) < 0:
+                        rc = -1
+                        which = 1
+                        break
+        if rc < 0:
+            break
+        ctr[2] = monotonic_ms() * 1000000
+    ctr[3] = 2
+    if rc < 0:
+        (a if which == 1 else b).raise_error()
+    return dict(a_to_b_packets=ctr[10], a_to_b_bytes=ctr[11], a_to_b_dropped=ctr[12],
+                b_to_a_packets=ctr[18], b_to_a_bytes=ctr[19], b_to_a_dropped=ctr[20],
+                seconds=time.perf_counter() - t0)

@@ -191,3 +191,35 @@ def test_killed_worker_is_restarted(lab):
     assert summary["restarts"] == 1
     assert sorted(got_k) == sorted(fwd) and sorted(got_s) == sorted(back)
     assert lines and all("workers" in ln for ln in lines)
+
+
+def test_python_function_decides(lab, tmp_path):
+    fn = tmp_path / "decide.py"
+    fn.write_text("def decide(pkt):\n"
+                  "    # drop odd sequence numbers; mark what passes\n"
+                  "    if pkt[17] & 1:\n"
+                  "        return False\n"
+                  "    pkt[20] = 0xee\n"
+                  "    return True\n")
+    p = start_bridge(lab, "--python", "%s:decide" % fn)
+    ln = lab.lines[0]
+    sent = frames(200, ln.src_mac, ln.sink_mac, 0xb5)
+    try:
+        with netmapy.open("packet:%s/T" % ln.src_if, netns=ln.src_ns) as s, \
+                netmapy.open("packet:%s/R" % ln.sink_if, netns=ln.sink_ns) as k:
+            s.send(sent)
+            got = []
+            deadline = time.monotonic() + 5
+            while len(got) < 100 and time.monotonic() < deadline:
+                got.extend(k.recv(timeout=0.1).tobytes())
+    finally:
+        summary, _, err = stop_bridge(p)
+    want = [f[:20] + b"\xee" + f[21:] for f in sent if not f[17] & 1]
+    assert sorted(got) == sorted(want)
+    assert summary["a_to_b"]["fwd"] == 100 and summary["a_to_b"]["drop"] == 100
+    out = subprocess.run([sys.executable, "-m", "middlebox.bridge", ln.mbox_in, ln.mbox_out,
+                          "--netns", ln.mbox_ns, "--backend", "packet", "--python", "nosuchmod:f"],
+                         capture_output=True, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
+    assert out.returncode == 1 and "No module named 'nosuchmod'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
