@@ -119,7 +119,12 @@ def main(spec, errors=None):
         elif spec["kind"] == "offload":
             src = ports[0]
             dst = ports[1] if len(ports) > 1 else ports[0]
-            loop.offload(src, spec.get("rx_ring", 0), dst, spec["tx_ring"], filters[0], blk,
+            tx_ring = spec["tx_ring"]
+            if tx_ring == "host":                 # the first host TX ring
+                if not dst.host_tx:
+                    raise ValueError("%s has no host TX ring to reinject into" % dst.name)
+                tx_ring = dst.num_tx_rings
+            loop.offload(src, spec.get("rx_ring", 0), dst, tx_ring, filters[0], blk,
                          samples[0] if samples else None, wait_ms=spec.get("wait_ms", 100),
                          seconds=spec.get("seconds", 0), sample_max=spec.get("sample_max", 0))
         else:
