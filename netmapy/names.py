@@ -50,7 +50,8 @@ backend       suffixes                                    flags   @memid
 ============  ==========================================  ======  =====
 netmap        none, - ~ * ^ ^N { }                        xztrRT  yes
 vale          none, - { }                                 xztrRT  yes
-xdp, packet   none, - ~                                   R T     no
+xdp           none, - ~ ^ *                               R T     no
+packet        none, - ~                                   R T     no
 pipe          { or } (required)                           none    yes
 pcap          (the whole rest is a file path)             --      --
 ============  ==========================================  ======  =====
@@ -237,9 +238,10 @@ BACKEND_RULES = {
                    Mode.PIPE_SLAVE}), _FLAG_ORDER, True,
         "a ring suffix (-N {N }N), '/' flags, '@' or the end of the name"),
     "xdp": BackendRules(
-        frozenset({Mode.ALL_NIC, Mode.ONE_NIC, Mode.SINGLE_RX}), "RT", False,
-        "a queue suffix (-N ~N), '/' flags, '@' options or the end of the "
-        "name"),
+        frozenset({Mode.ALL_NIC, Mode.ONE_NIC, Mode.SINGLE_RX, Mode.SW, Mode.NIC_SW}),
+        "RT", False,
+        "a queue suffix (-N ~N), host rings (^ *), '/' flags, '@' options or "
+        "the end of the name"),
     "packet": BackendRules(
         frozenset({Mode.ALL_NIC, Mode.ONE_NIC, Mode.SINGLE_RX}), "RT", False,
         "a queue suffix (-N ~N), '/' flags, '@' options or the end of the "

@@ -203,7 +203,7 @@ INVALID = [
     ("vale0:p1~1", 8, "the vale backend has no '~' mode"),
     ("xdp:eth0{1", 8, "pipes ('{N', '}N') need the pipe:, netmap:"),
     ("xdp:eth0}1", 8, "pipes"),
-    ("xdp:eth0*", 8, "the xdp backend has no '*' mode"),
+    ("packet:eth0*", 11, "the packet backend has no '*' mode"),
     ("packet:eth0^", 11, "the packet backend has no '^' mode"),
     ("xdp:eth0/x", 9, "one of R T"),
     ("xdp:eth0@1", 9, "the xdp backend has no memory regions"),
@@ -293,7 +293,7 @@ def test_with_backend():
     assert str(parse_name("netmap:eth0{1").with_backend("pipe")) == "pipe:eth0{1"
     assert str(parse_name("netmap:eth0").with_backend("pcap")) == "pcap:eth0"
     with pytest.raises(PortNameError):
-        parse_name("netmap:eth0*").with_backend("xdp")
+        parse_name("netmap:eth0*").with_backend("packet")
     with pytest.raises(PortNameError):
         parse_name("netmap:eth0/x").with_backend("xdp")
     with pytest.raises(PortNameError):

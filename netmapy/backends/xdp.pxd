@@ -1,0 +1,138 @@
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from netmapy.core cimport Port, Memory
+from netmapy.includes.abi cimport netmap_ring
+
+cdef extern from "nm_xdp.h" nogil:
+    enum:
+        NX_XDP_HEADROOM
+        XDP_SHARED_UMEM
+        XDP_COPY
+        XDP_ZEROCOPY
+        XDP_USE_NEED_WAKEUP
+        XDP_FLAGS_SKB_MODE
+        XDP_FLAGS_DRV_MODE
+        XDP_FLAGS_UPDATE_IF_NOEXIST
+        SOL_XDP
+        XDP_MAX_TX_SKB_BUDGET
+
+    struct nx_ring:
+        uint32_t *producer
+        uint32_t *consumer
+        uint32_t *flags
+        void *desc
+        uint32_t mask, size
+        void *map
+        size_t map_len
+
+    struct nx_pool:
+        uint32_t *stack
+        uint32_t *top
+        uint16_t *owner
+        uint32_t lo, hi
+
+    struct nx_sock:
+        int fd
+        uint16_t id
+        uint32_t queue
+        nx_ring rx, tx, fill, comp
+        uint32_t frame_size, shift, headroom
+        uint32_t next_tx, inflight, fill_frames
+        int copy_mode, need_wakeup
+        char *area
+        uint64_t rx_packets, rx_bytes, rx_realigned, rx_bad
+        uint64_t tx_packets, tx_bytes, tx_oversize, tx_kicks, tx_kick_errors
+        uint64_t fill_wakeups
+        int last_err
+
+    struct nx_host:
+        int prog_fd, ifindex, queue
+        int ns_fd
+        uint64_t ns_ino
+        uint32_t next_tx
+        uint64_t packets, bytes, errors, oversize
+        int last_err
+
+    struct xdp_statistics:
+        uint64_t rx_dropped
+        uint64_t rx_invalid_descs
+        uint64_t tx_invalid_descs
+        uint64_t rx_ring_full
+        uint64_t rx_fill_ring_empty_descs
+        uint64_t tx_ring_empty_descs
+
+    struct nx_prog_info:
+        uint32_t id, type, nr_map_ids
+        uint32_t map_ids[16]
+        char name[16]
+        uint8_t tag[8]
+
+    struct nx_map_info:
+        uint32_t id, type, key_size, value_size, max_entries
+        char name[16]
+
+    struct nx_link_info:
+        uint32_t id, type, prog_id, ifindex
+
+    int nx_sock_setup(nx_sock *s, int owner, char *area, uint64_t len,
+                      uint32_t frame_size, uint32_t rx_size, uint32_t tx_size,
+                      uint32_t fill_size, uint32_t comp_size, const char **stage)
+    uint32_t nx_fill_prime(nx_sock *s, nx_pool *p, uint32_t n)
+    int nx_sock_bind(nx_sock *s, int ifindex, uint32_t queue, uint16_t flags, int shared_fd)
+    int nx_sock_zerocopy(nx_sock *s)
+    void nx_sock_close(nx_sock *s, nx_pool *p)
+    int nx_statistics(nx_sock *s, xdp_statistics *st)
+    uint32_t nx_rx_sync(nx_sock *s, netmap_ring *r, nx_pool *p)
+    uint32_t nx_rx_pending(nx_sock *s)
+    uint32_t nx_reclaim(nx_sock *s, nx_pool *p)
+    int nx_kick(nx_sock *s)
+    int nx_tx_sync(nx_sock *s, netmap_ring *r, nx_pool *p)
+    int nx_host_tx(nx_host *h, netmap_ring *r)
+
+    int nx_prog_load(const char *name, const void *insns, uint32_t cnt, char *log, uint32_t log_size)
+    int nx_map_create(int type, const char *name, uint32_t key, uint32_t value, uint32_t entries)
+    int nx_map_set(int fd, uint32_t key, uint32_t value)
+    int nx_map_del(int fd, uint32_t key)
+    int nx_map_keys(int fd, uint32_t *keys, uint32_t max)
+    int nx_link_create(int prog_fd, int ifindex, uint32_t flags)
+    int nx_xdp_attach(int ifindex, int prog_fd, uint32_t flags, int old_fd)
+    int nx_get_prog_info(int fd, nx_prog_info *out)
+    int nx_get_map_info(int fd, nx_map_info *out)
+    int nx_get_link_info(int fd, nx_link_info *out)
+    int nx_test_run(int prog_fd, const void *data, uint32_t len, uint32_t *retval)
+
+
+cdef class Umem(Memory):
+    """An AF_XDP UMEM: frames are the Memory's buffers."""
+    cdef char *area
+    cdef size_t map_len
+    cdef uint64_t umem_len
+    cdef readonly uint32_t frames
+    cdef readonly uint32_t frame_size
+    cdef uint16_t *owner
+    cdef uint16_t next_id
+    cdef nx_pool pool
+    cdef readonly str group
+    cdef object _socks          # {id: fd} of live sockets bound to this UMEM
+    cdef readonly bint zerocopy
+
+
+cdef class XdpPort(Port):
+    cdef nx_sock *socks
+    cdef nx_pool *pool
+    cdef uint32_t nsocks
+    cdef bint rx_on, tx_on, host_on
+    cdef nx_host host
+    cdef int ep_in, ep_out
+    cdef object _py                 # Python-side state (dict)
+    cdef readonly str ifname
+    cdef readonly int ifindex
+    cdef readonly tuple queues
+    cdef readonly str xdp_mode
+    cdef readonly bint zerocopy
+    cdef long coalesce_ns
+    cdef bint rx_active
+    cdef uint64_t naps
+
+    cdef _set_counts(self, uint32_t n)
+    cdef void _move_host(self, uint32_t to) noexcept
+    cdef void _nap(self) noexcept nogil
