@@ -69,6 +69,9 @@ def _die_with_parent():
 def main(spec, errors=None):
     """Run one worker until SIGTERM/SIGINT (or its duration) ends it."""
     from middlebox import loop, stats as st
+    # our C-level SIGTERM/SIGINT handlers stop the loops; the xdp backend
+    # must not replace them with Python ones (those would wait for the GIL)
+    os.environ["NETMAPY_NO_SIGNAL_HANDLERS"] = "1"
     loop.install_signal_handlers()
     _die_with_parent()
     if os.getppid() != spec["parent"]:
