@@ -25,6 +25,7 @@ extensions = [
     ext("netmapy.backends.pcap", ["pcap"]),
     ext("middlebox.filter", ["pcap"]),
     ext("middlebox.loop", ["pcap"]),
+    ext("middlebox.lb", ["pcap"]),
     ext("netmapy.backends.xdp", ["bpf"]),
 ]
 

@@ -15,7 +15,7 @@ from libc.signal cimport signal as c_signal, SIGTERM, SIGINT
 from netmapy.includes.system cimport (POLLIN, POLLOUT, EINTR, clock_gettime, timespec,
                                       CLOCK_MONOTONIC, monotonic_ms)
 from netmapy.includes.abi cimport netmap_ring, nm_ring_space
-from netmapy.core cimport Port, poll_pair
+from netmapy.core cimport Port, poll_pair, ring_move
 from middlebox.filter cimport Filter, filter_move
 
 import time
@@ -210,3 +210,148 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     if rc < 0:
         (src if which == 1 else dst).raise_error()
     return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP])
+
+
+from netmapy.includes.system cimport pollfd, poll as c_poll_fds, errno as c_errno
+
+
+cdef int _wait_ports(list ports, list events, int timeout_ms) except -2:
+    """poll() over several ports' file descriptors (their own wakeup fds);
+    after a wakeup each port drains its doorbell.  0 on wakeup/timeout."""
+    cdef pollfd fds[64]
+    cdef int n = 0, k, rc
+    cdef Port p
+    for k in range(len(ports)):
+        p = <Port>ports[k]
+        if n + 2 > 64:
+            break
+        if events[k]:
+            n += max(0, p.b_pollfds(events[k], &fds[n]))
+    if n == 0:
+        return 0
+    with nogil:
+        rc = c_poll_fds(fds, n, timeout_ms)
+    if rc < 0 and c_errno != EINTR:
+        raise OSError(c_errno, "poll")
+    for k in range(len(ports)):
+        (<Port>ports[k]).b_woke()
+    return 0
+
+
+def stage(Port lo, Port out, Filter f, counters, Port hi=None, uint32_t budget=64,
+          int wait_ms=100, double seconds=0):
+    """A pipeline's work stage: packets from `hi` (the priority pipe) are
+    always taken first, then at most `budget` from `lo` before looking at
+    `hi` again; what the filter passes goes to `out`, zero copy when the
+    pipes share memory.  Stops on stop()/signal after a last pass."""
+    cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
+    cdef uint64_t *c = &cv[0] + DIR0
+    cdef uint64_t *ch = &cv[0] + DIR1
+    cdef netmap_ring *lrx = lo.rxr[0]
+    cdef netmap_ring *hrx = hi.rxr[0] if hi is not None else NULL
+    cdef netmap_ring *tx = out.txr[0]
+    cdef bint swap_l = lo.mem is out.mem
+    cdef bint swap_h = hi is not None and hi.mem is out.mem
+    cdef uint64_t now, deadline = 0, unused = 0
+    cdef uint32_t n, saved_tail, room
+    cdef int last = 0, rc, busy
+    if seconds > 0:
+        deadline = _now_ns() + <uint64_t>(seconds * 1e9)
+    cv[W_STATE] = 1
+    ports = [lo, out] + ([hi] if hi is not None else [])
+    while True:
+        if _stop or (deadline and _now_ns() >= deadline):
+            last = 1
+        with nogil:
+            rc = 0
+            if hi is not None and hi.c_rxsync(0) < 0:
+                rc = -1
+            if rc == 0 and lo.c_rxsync(0) < 0:
+                rc = -2
+            if rc == 0 and out.c_txsync(0) < 0:
+                rc = -3
+            busy = 0
+            if rc == 0:
+                now = _now_ns()
+                if hrx != NULL and nm_ring_space(hrx):
+                    n = filter_move(f, hrx, tx, swap_h, now, &ch[FWD], &ch[DROP], NULL, &unused, 0)
+                    ch[RX] += n
+                    busy = 1
+                if (hrx == NULL or not nm_ring_space(hrx)) and nm_ring_space(lrx):
+                    # at most `budget` bulk packets before the priority ring again
+                    saved_tail = lrx.tail
+                    if nm_ring_space(lrx) > budget:
+                        lrx.tail = (lrx.head + budget) % lrx.num_slots
+                    n = filter_move(f, lrx, tx, swap_l, now, &c[FWD], &c[DROP], NULL, &unused, 0)
+                    lrx.tail = saved_tail
+                    c[RX] += n
+                    busy = 1
+                if out.c_txsync(0) < 0:
+                    rc = -3
+                cv[W_HEARTBEAT] = now
+        if rc < 0:
+            (hi if rc == -1 else lo if rc == -2 else out).raise_error()
+        if last and not busy:
+            break
+        if not busy or not nm_ring_space(tx):
+            evs = [POLLIN, POLLOUT if not nm_ring_space(tx) else 0] + ([POLLIN] if hi is not None else [])
+            _wait_ports(ports, evs, 0 if last else wait_ms)
+    cv[W_STATE] = 2
+    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP], prio_rx=ch[RX])
+
+
+def merge(list ins, Port out, counters, int wait_ms=100, double seconds=0):
+    """A pipeline's TX stage: every input pipe into `out`'s TX rings,
+    round robin, without loss (inputs wait while out is full)."""
+    cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
+    cdef uint64_t *c = &cv[0] + DIR0
+    cdef Port p
+    cdef uint32_t n, i, t = 0
+    cdef int last = 0, busy
+    cdef uint64_t deadline = 0
+    cdef netmap_ring *rx
+    if seconds > 0:
+        deadline = _now_ns() + <uint64_t>(seconds * 1e9)
+    cv[W_STATE] = 1
+    while True:
+        if _stop or (deadline and _now_ns() >= deadline):
+            last = 1
+        busy = 0
+        for p in ins:
+            if p.c_rxsync(0) < 0:
+                p.raise_error()
+            rx = p.rxr[0]
+            if nm_ring_space(rx):
+                busy = 1
+                for i in range(out.nic_tx):
+                    n = ring_move_counted(rx, out.txr[(t + i) % out.nic_tx], p.mem is out.mem, c)
+                    if not nm_ring_space(rx):
+                        break
+                t += 1
+        for i in range(out.nic_tx):
+            if out.c_txsync(i) < 0:
+                out.raise_error()
+        cv[W_HEARTBEAT] = _now_ns()
+        if last and not busy:
+            break
+        if not busy or not nm_ring_space(out.txr[0]):
+            _wait_ports(list(ins) + [out], [POLLIN] * len(ins) + [POLLOUT if busy else 0],
+                        0 if last else wait_ms)
+    cv[W_STATE] = 2
+    return dict(rx=c[RX], fwd=c[FWD])
+
+
+cdef uint32_t ring_move_counted(netmap_ring *rx, netmap_ring *tx, bint swap, uint64_t *c) noexcept nogil:
+    cdef uint32_t n, j, i = rx.head
+    cdef uint64_t nbytes = 0
+    n = nm_ring_space(rx)
+    if n > nm_ring_space(tx):
+        n = nm_ring_space(tx)
+    for j in range(n):
+        nbytes += rx.slot[i].len
+        i = i + 1 if i + 1 < rx.num_slots else 0
+    n = ring_move(rx, tx, n, swap)
+    c[RX] += n
+    c[FWD] += n
+    c[FWD + 1] += nbytes
+    return n

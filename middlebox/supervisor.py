@@ -316,7 +316,7 @@ class Supervisor:
         for w, (cur, old) in enumerate(zip(snap, prev)):
             for d in range(2):
                 c, o = cur["dirs"][d], old["dirs"][d]
-                if not any(c.values()) and d == 1 and self.specs[w]["kind"] != "bridge":
+                if d == 1 and self.specs[w].get("dir_names", ("", ""))[1] == "-":
                     continue
                 rows.append(dict(worker=w, queue=cur["queue"], cpu=cur["cpu"], dir=d,
                                  state=cur["state"], restarts=cur["restarts"],
@@ -329,14 +329,15 @@ class Supervisor:
         if self.stats_json:
             print(json.dumps(dict(time=time.time(), workers=rows)), file=self.out, flush=True)
             return
-        names = self.specs[0].get("dir_names", ("a->b", "b->a"))
         lines = ["%s  %s" % (self.prog, time.strftime("%H:%M:%S")),
                  "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %3s" % (
                      "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
                      "Mbit/s", "forwarded", "dropped", "rst")]
         for r in rows:
             lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %3d" % (
-                r["worker"], r["queue"], r["cpu"], names[r["dir"]], r["state"], r["rx_pps"],
+                r["worker"], r["queue"], r["cpu"],
+                self.specs[r["worker"]].get("dir_names", ("a->b", "b->a"))[r["dir"]][:6],
+                r["state"], r["rx_pps"],
                 r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6, r["fwd"], r["drop"],
                 r["restarts"]))
         if self.rule_names:

@@ -101,11 +101,50 @@ def main(spec, errors=None):
             filters.append(f)
         kw = spec.get("open_kw", {})
         for name in spec["ports"]:
-            ports.append(netmapy.open(name, netns=spec.get("netns"), **kw))
+            if name.startswith("pipe:"):
+                ports.append(netmapy.open(name, **spec.get("pipe_kw", {})))
+            else:
+                ports.append(netmapy.open(name, netns=spec.get("netns"), **kw))
         samples = []
         if spec.get("sample"):
             samples.append(netmapy.open("pcap:" + spec["sample"], mode="w", slots=256))
-        if spec["kind"] == "bridge" and spec.get("python"):
+        if spec["kind"] == "lb":
+            from middlebox import lb
+            from middlebox.filter import Filter
+            signal.signal(signal.SIGTERM, lambda *a: lb.stop())
+            signal.signal(signal.SIGINT, lambda *a: lb.stop())
+            src = ports[0]
+            n = spec["nworkers"]
+            outs = ports[1:1 + n]
+            prio = None
+            pp = None
+            if spec.get("priority"):
+                prio = Filter().add_expression(spec["priority"])
+                prio.attach_counters()
+                pp = [("w", ports[1 + n:1 + 2 * n])]
+            b = lb.Balancer(src, [("w", outs)], extra_bufs=spec.get("extra_bufs", 4096),
+                            lossy=spec.get("lossy", False), priority=prio, prio_groups=pp)
+            b.run(counters=blk)
+        elif spec["kind"] == "stage" and spec.get("python"):
+            from netmapy import fastpath
+            signal.signal(signal.SIGTERM, lambda *a: fastpath.stop())
+            signal.signal(signal.SIGINT, lambda *a: fastpath.stop())
+            fn = load_function(spec["python"])
+            lo, out = ports[0], ports[1]
+            hi = ports[2] if len(ports) > 2 else None
+            blk[st.W_STATE] = 1
+            if spec.get("loop"):
+                fn(lo, out, hi)                     # the user's own loop
+            else:
+                fastpath.forward_py(lo, out, fn, counters=blk, hi=hi)
+        elif spec["kind"] == "stage":
+            lo, out = ports[0], ports[1]
+            hi = ports[2] if len(ports) > 2 else None
+            loop.stage(lo, out, filters[0], blk, hi=hi, budget=spec.get("budget", 64),
+                       seconds=spec.get("seconds", 0))
+        elif spec["kind"] == "merge":
+            loop.merge(ports[:-1], ports[-1], blk, seconds=spec.get("seconds", 0))
+        elif spec["kind"] == "bridge" and spec.get("python"):
             from netmapy import fastpath
             signal.signal(signal.SIGTERM, lambda *a: fastpath.stop())
             signal.signal(signal.SIGINT, lambda *a: fastpath.stop())

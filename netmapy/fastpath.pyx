@@ -31,6 +31,11 @@ def reset():
     _stop = 0
 
 
+def stopping():
+    """True once stop() was called (user loops check it to end cleanly)."""
+    return bool(_stop)
+
+
 cdef inline long long _deadline(double seconds) noexcept nogil:
     if seconds <= 0:
         return 0
@@ -516,3 +521,48 @@ def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0
     return dict(a_to_b_packets=ctr[10], a_to_b_bytes=ctr[11], a_to_b_dropped=ctr[12],
                 b_to_a_packets=ctr[18], b_to_a_bytes=ctr[19], b_to_a_dropped=ctr[20],
                 seconds=time.perf_counter() - t0)
+
+
+def forward_py(Port src, Port dst, fn, counters=None, Port hi=None, double seconds=0,
+               int wait_ms=100):
+    """One-way forward() with a Python per-packet decision fn(view) -> bool
+    (see bridge_py); `hi`, when given, is served before src each round.
+    counters: a middlebox.stats worker block (src counts at 8.., hi at 16..)."""
+    cdef uint64_t local[24]
+    cdef uint64_t *ctr = local
+    cdef uint64_t[::1] cview
+    cdef bint swap = src.mem is dst.mem
+    cdef long long dl = _deadline(seconds)
+    cdef int rc = 0
+    memset_u64(local, 24)
+    if counters is not None:
+        cview = memoryview(counters).cast("B").cast("Q")
+        ctr = &cview[0]
+    ctr[3] = 1
+    while not _stop:
+        if dl and monotonic_ms() >= dl:
+            break
+        if hi is not None:
+            with nogil:
+                rc = poll_pair(hi, POLLIN, src, POLLIN, wait_ms)
+        else:
+            with nogil:
+                rc = src.c_poll(POLLIN, wait_ms)
+        if rc < 0:
+            if src.err == EINTR or (hi is not None and hi.err == EINTR):
+                src.err = 0
+                if hi is not None:
+                    hi.err = 0
+                PyErr_CheckSignals()
+                continue
+            (src if hi is None or rc != -1 else hi).raise_error()
+        if hi is not None:
+            _move_py(hi, dst, fn, swap and hi.mem is dst.mem, ctr + 16)
+        _move_py(src, dst, fn, swap, ctr + 8)
+        with nogil:
+            rc = dst.c_txsync(0)
+        if rc < 0:
+            dst.raise_error()
+        ctr[2] = monotonic_ms() * 1000000
+    ctr[3] = 2
+    return dict(rx=ctr[8], fwd=ctr[10], drop=ctr[12])
