@@ -165,7 +165,9 @@ def run(args, out=sys.stdout):
                    stages=[dict(rx=x["dirs"][0]["rx"] + x["dirs"][1]["rx"],
                                 fwd=x["dirs"][0]["fwd"] + x["dirs"][1]["fwd"],
                                 drop=x["dirs"][0]["drop"] + x["dirs"][1]["drop"],
-                                priority=x["dirs"][1]["rx"]) for x in w[1:-1]],
+                                priority=x["dirs"][1]["rx"], cpu_seconds=x["cpu_seconds"])
+                           for x in w[1:-1]],
+                   lb_cpu_seconds=w[0]["cpu_seconds"],
                    tx=w[-1]["dirs"][0]["fwd"], restarts=tot["restarts"], rules=tot["rules"])
     print(json.dumps(dict(summary=summary)) if args.stats_json else
           "netmapy-pipeline: in %d, out %d, per worker %s" % (

@@ -267,6 +267,7 @@ class Supervisor:
                     last = now
                 if seconds and now - t0 >= seconds:
                     break
+            self._sample_cpu()
             self._stop_workers()
             self.final = self.totals()
             if self.failure:
@@ -290,6 +291,22 @@ class Supervisor:
                 for s, h in old.items():
                     signal.signal(s, h)
 
+    def _sample_cpu(self):
+        """CPU seconds (user + system) each worker used, read just before
+        they are stopped (for CPU time per packet)."""
+        self.cpu = {}
+        try:
+            import psutil
+        except ImportError:
+            return
+        for w, p in self.procs.items():
+            if p is not None and p.is_alive():
+                try:
+                    t = psutil.Process(p.pid).cpu_times()
+                    self.cpu[w] = t.user + t.system
+                except psutil.Error:
+                    pass
+
     # ------------------------------------------------------------ reporting
     def totals(self):
         snap = self.stats.snapshot()
@@ -304,6 +321,8 @@ class Supervisor:
             lim = sum(wk["rules"][d][1][i] for wk in snap for d in range(2))
             rules.append(dict(rule=name, text=self.rule_descriptions[i] if i < len(self.rule_descriptions) else "",
                               packets=hits, ratelimited=lim))
+        for w, wk in enumerate(snap):
+            wk["cpu_seconds"] = getattr(self, "cpu", {}).get(w)
         return dict(directions=tot, workers=snap, rules=rules,
                     restarts=sum(wk["restarts"] for wk in snap))
 

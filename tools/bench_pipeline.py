@@ -1,0 +1,225 @@
+"""Pipeline benchmarks (issue 7): does the filter stage scale, and does the
+priority class stay fast under a bulk flood?
+
+    python -m tools.bench_pipeline scaling --rules 10000 --seconds 10
+    python -m tools.bench_pipeline latency --seconds 10
+
+scaling: one input (a pipe fed at full speed by a source process) fanned
+out to 1, then 2 filter workers running a 10,000-rule file (no rule
+matches: every packet walks all of them, then the default).  Reports the
+filter stage's packets per CPU-second (packets it processed / CPU time its
+processes used) for 1 and 2 workers, and their ratio.  On this 2-core
+machine the source and the balancer share the cores with the workers, so
+the aggregate rate cannot double; per-core efficiency is what shows
+whether the design scales.
+
+latency: a bulk flood far above what the filter stage can take, plus a
+small flow (one probe per millisecond, stamped with the send time) of the
+priority class; the balancer runs lossy (what the stage cannot take is
+dropped at the balancer, as a NIC queue would), and the sink measures each
+probe's latency.  Run with and without --priority; p50/p99/max reported.
+"""
+
+import argparse
+import ipaddress
+import json
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from netmapy import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def frame(src, dport, payload=b""):
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + len(payload), 0, 0, 64, 17, 0,
+                     ipaddress.ip_address(src).packed, ipaddress.ip_address("10.9.0.1").packed)
+    return (b"\x02" * 12 + b"\x08\x00" + ip +
+            struct.pack("!HHHH", 4000 + int(src.split(".")[-1]), dport, 8 + len(payload), 0) + payload)
+
+
+def bulk_frames(n=256):
+    return [frame("10.0.%d.%d" % (i // 250, i % 250 + 1), 53, bytes(18)) for i in range(n)]
+
+
+def rules_file(n):
+    f = tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False)
+    for i in range(n):
+        f.write("deny udp from 203.%d.%d.0/24 to any port %d\n" % (i // 256 % 256, i % 256, 1 + i % 1000))
+    f.write("default allow\n")
+    f.close()
+    return f.name
+
+
+def _source(name, seconds, probe_ms, ready, out):
+    import netmapy
+    os.sched_setaffinity(0, {0})
+    bulk = bulk_frames()
+    with netmapy.open("pipe:%s{0" % name, slots=4096) as tx:
+        ready.wait()
+        sent = probes = 0
+        t0 = time.monotonic()
+        next_probe = t0
+        while time.monotonic() - t0 < seconds:
+            sent += tx.send(bulk, timeout=0)          # never wait: drop here when full
+            if probe_ms and time.monotonic() >= next_probe:
+                ts = time.monotonic_ns()
+                tx.send([frame("10.8.0.1", 5060, struct.pack("!Q", ts) + bytes(10))], timeout=1)
+                probes += 1
+                next_probe += probe_ms / 1000.0
+            if not tx.tx_ring.space():
+                time.sleep(0.0002)
+        out.put(dict(sent=sent, probes=probes))
+
+
+def _sink(name, seconds, out):
+    import netmapy
+    lat = []
+    n = 0
+    with netmapy.open("pipe:%s}0" % name, slots=4096) as rx:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            b = rx.recv(max=1024, timeout=0.2)
+            now = time.monotonic_ns()
+            n += len(b)
+            for s in b:
+                if s.len >= 52:
+                    v = memoryview(s)
+                    if v[36] == 0x13 and v[37] == 0xc4:           # dport 5060
+                        lat.append((now - struct.unpack("!Q", v[42:50])[0]) / 1000.0)
+                    v.release()
+    out.put(dict(received=n, latencies_us=lat))
+
+
+def run_case(workers, seconds, rules=None, priority=None, lossy=False, probe_ms=0, budget=64):
+    name = "bp%d_%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+    argv = [sys.executable, "-m", "middlebox.pipeline", "pipe:%sin}0" % name,
+            "pipe:%sout{0" % name, "--stages", "filter=%d" % workers, "--stats-json",
+            "--interval", "0", "--budget", str(budget)]
+    if rules:
+        argv += ["--rules", rules]
+    if priority:
+        argv += ["--priority", priority]
+    if lossy:
+        argv += ["--lossy"]
+    ctx = mp.get_context("fork")
+    ready, q_src, q_sink = ctx.Event(), ctx.Queue(), ctx.Queue()
+    src = ctx.Process(target=_source, args=(name + "in", seconds, probe_ms, ready, q_src))
+    sink = ctx.Process(target=_sink, args=(name + "out", seconds + 2, q_sink))
+    src.start()
+    sink.start()
+    time.sleep(0.5)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    while True:
+        line = p.stderr.readline()
+        if not line:
+            raise cli.CliError("pipeline failed: " + p.communicate()[1][-400:])
+        if ": running," in line:
+            break
+    ready.set()
+    s = q_src.get(timeout=seconds + 60)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    k = q_sink.get(timeout=60)
+    src.join(5)
+    sink.join(5)
+    summary = json.loads([l for l in out.splitlines() if l.startswith('{"summary"')][0])["summary"]
+    return dict(source=s, sink=dict(received=k["received"]), latencies_us=k["latencies_us"],
+                summary=summary)
+
+
+def scaling(args):
+    rules = rules_file(args.rules)
+    res = {}
+    for w in (1, 2):
+        runs = []
+        for r in range(args.repeat):
+            c = run_case(w, args.seconds, rules=rules)
+            st = c["summary"]["stages"]
+            pkts = sum(s["rx"] for s in st)
+            cpu = sum(s["cpu_seconds"] or 0 for s in st)
+            runs.append(dict(packets=pkts, cpu=cpu, per_cpu_second=pkts / cpu if cpu else 0,
+                             per_worker=[s["rx"] for s in st],
+                             per_worker_cpu=[s["cpu_seconds"] for s in st],
+                             delivered_pps=c["sink"]["received"] / args.seconds))
+            print("  %d worker(s) run %d: %d packets, %.2f CPU-s in the filter stage -> %.0f "
+                  "packets/CPU-s; %.0f pps delivered" % (w, r + 1, pkts, cpu,
+                                                         runs[-1]["per_cpu_second"],
+                                                         runs[-1]["delivered_pps"]),
+                  file=sys.stderr, flush=True)
+        runs.sort(key=lambda x: x["per_cpu_second"])
+        res[w] = runs[len(runs) // 2]
+    os.unlink(rules)
+    ratio = res[2]["per_cpu_second"] / res[1]["per_cpu_second"] if res[1]["per_cpu_second"] else 0
+    return dict(benchmark="scaling", rules=args.rules, seconds=args.seconds, one=res[1],
+                two=res[2], ratio=ratio)
+
+
+def latency(args):
+    rules = rules_file(args.rules)
+    out = {}
+    for prio in (False, True):
+        c = run_case(args.workers, args.seconds, rules=rules, lossy=True, probe_ms=1,
+                     priority="udp dst port 5060" if prio else None)
+        lat = sorted(c["latencies_us"])
+        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
+        out["with" if prio else "without"] = dict(
+            probes_sent=c["source"]["probes"], probes_received=len(lat), p50_us=q(0.5),
+            p99_us=q(0.99), max_us=lat[-1] if lat else None,
+            bulk_offered=c["source"]["sent"], delivered=c["sink"]["received"])
+        print("  priority %-3s: %d/%d probes, p50 %s us, p99 %s us, max %s us" % (
+            "on" if prio else "off", len(lat), c["source"]["probes"],
+            out["with" if prio else "without"]["p50_us"], out["with" if prio else "without"]["p99_us"],
+            out["with" if prio else "without"]["max_us"]), file=sys.stderr, flush=True)
+    os.unlink(rules)
+    return dict(benchmark="latency", rules=args.rules, workers=args.workers, results=out)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description="pipeline benchmarks",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("which", choices=["scaling", "latency", "all"])
+    p.add_argument("--rules", type=int, default=10000)
+    p.add_argument("--seconds", type=float, default=8)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--json", metavar="FILE")
+    cli.add_common(p)
+    return p
+
+
+def run(args):
+    results = []
+    if args.which in ("scaling", "all"):
+        r = scaling(args)
+        results.append(r)
+        print("filter stage, %d rules: 1 worker %.0f packets/CPU-s, 2 workers %.0f packets/CPU-s "
+              "(ratio %.2f)" % (args.rules, r["one"]["per_cpu_second"], r["two"]["per_cpu_second"],
+                               r["ratio"]))
+    if args.which in ("latency", "all"):
+        r = latency(args)
+        results.append(r)
+        for k, v in r["results"].items():
+            print("priority %-7s: p50 %s us, p99 %s us, max %s us (%d probes)" % (
+                k, v["p50_us"], v["p99_us"], v["max_us"], v["probes_received"]))
+    if args.json:
+        json.dump(results, open(args.json, "w"), indent=1)
+    return 0
+
+
+def main(argv=None):
+    return cli.run("bench_pipeline", build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
