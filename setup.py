@@ -20,6 +20,7 @@ def ext(name, libraries=()):
 extensions = [
     ext("netmapy.core"),
     ext("netmapy.fastpath"),
+    ext("netmapy.pktgen"),
     ext("netmapy.backends.pipe"),
     ext("netmapy.backends.packet"),
     ext("netmapy.backends.pcap", ["pcap"]),

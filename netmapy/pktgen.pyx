@@ -1,0 +1,1966 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""netmapy.pktgen: the packet generator's C fast path (netmapy-pktgen).
+
+Every loop here runs without the GIL over any netmapy port:
+
+``transmit(port, gen, ...)``  builds Ethernet/IPv4/UDP frames from a
+    ``Generator`` straight into TX ring slots, in batches, optionally paced
+    to a rate (pps or bps), for a count or a duration.
+``receive(port, ...)``  counts packets and bytes, and checks what
+    pktgen frames carry: per-stream sequence numbers (loss, reordering,
+    duplicates), IPv4/UDP checksums, and the send timestamp (one-way latency
+    when the sender runs on the same host).
+``ping(port, gen, ...)`` / ``pong(port, ...)``  round trips: ping sends a
+    timestamped probe and waits for its echo; pong reflects every frame
+    (MACs, IPs and ports swapped).  RTT min/avg/max, percentiles and a
+    log-scale histogram.
+``replay(src, dst, ...)``  sends the frames of a capture (``pcap:`` port)
+    at their recorded timing, sped up, at a fixed rate, or as fast as
+    possible.
+
+Each loop keeps its counters in a ``Counters`` block (by default shared
+memory that forked processes and other threads can read while the loop
+runs) and stops at its count, its duration, ``stop()`` (process-wide,
+signal safe) or ``counters.stop()`` (that loop only, from any process that
+shares the block).
+
+Frames
+------
+Ethernet (dst, src, 0x0800) / IPv4 (20 bytes, DF, TTL 64) / UDP, then a
+16-byte pktgen header at UDP payload offset 0::
+
+    0  magic 0x4e50 ("NP")     2  stream (worker id)   3  flags (1: ping)
+    4  sequence number (32 bits, per stream)
+    8  send time (CLOCK_MONOTONIC ns, taken once per TX batch)
+
+and a filler (byte k of the filler is k mod 256).  Frame sizes count the
+frame without its FCS (what tcpdump shows and the interface counts); the
+minimum is 60.  Checksums (IPv4 header and UDP) are right on every frame:
+the parts that never change are summed once, and per packet only the
+changed words are added (tot_len, id, addresses, ports, length, sequence,
+time, and a precomputed sum of the filler for that length).
+
+Pacing
+------
+A token bucket in packets (pps) or bits (bps, frame bytes x 8) refilled
+from CLOCK_MONOTONIC.  The loop waits until a *quantum* of tokens is there
+(rate x ``pace_us``, default 50 us, at least one packet, at most one batch)
+and sends that many frames back to back, then waits for the next quantum:
+at 1 Mpps that is ~50 frames every 50 us, at 10 kpps one frame every
+100 us.  The bucket holds at most 4 quanta, so after a late wakeup (a
+preempted CPU) at most 4 quanta leave at once and the rest of the delay is
+not made up.  Waits longer than ~15 us sleep in clock_nanosleep (timer
+slack set to 1 ns for the loop's thread), waking a little early (the
+oversleep, learnt as a moving average) and spinning the last few
+microseconds; shorter waits spin.  ``transmit`` reports the batches sent
+and the largest one (the worst burst).
+"""
+
+cimport cython
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy, memset
+from netmapy.includes.system cimport POLLIN, POLLOUT
+from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
+                           nm_ring_space, nm_ring_next, ring_move)
+from netmapy.backends.pcap cimport PcapPort
+
+import math
+import mmap
+import re
+import socket
+import struct
+import threading
+import time
+
+__all__ = [
+    "Generator", "Counters", "Rate", "SizeSpec", "transmit", "receive", "ping",
+    "pong", "replay", "stop", "reset", "parse_rate", "parse_sizes",
+    "parse_ip_range", "parse_port_range", "parse_mac", "percentiles",
+    "histogram_rows", "merge", "MIN_FRAME", "HEADER_LEN", "MAGIC", "IMIX",
+    "decode", "check_frame",
+]
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #include <stdlib.h>
+    #include <time.h>
+    #include <sys/prctl.h>
+
+    #define PG_MAGIC 0x4e50
+    #define PG_F_PING 1
+    #define PG_HDR_OFF 42
+    #define PG_FILL_OFF 58
+    #define PG_MIN_LEN 60
+    #define PG_HIST_N 640
+    #define PG_WIN 4096
+
+    /* the shared counter block: uint64 words */
+    enum {
+        PGC_STOP = 0, PGC_STATE, PGC_TX_PACKETS, PGC_TX_BYTES, PGC_RX_PACKETS,
+        PGC_RX_BYTES, PGC_RX_OURS, PGC_RX_OTHER, PGC_BAD_CSUM, PGC_LOST,
+        PGC_REORDERED, PGC_DUPS, PGC_LAT_N, PGC_LAT_SUM, PGC_LAT_MIN,
+        PGC_LAT_MAX, PGC_PROBES, PGC_PROBES_LOST, PGC_LATE, PGC_REFLECTED,
+        PGC_BATCHES, PGC_MAX_BATCH, PGC_SLEEPS, PGC_FULL, PGC_T0, PGC_T1,
+        PGC_HIST = 32, PGC_WORDS = 32 + PG_HIST_N
+    };
+
+    static inline uint64_t pg_now(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    }
+    static inline void pg_sleep_until(uint64_t t) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)(t / 1000000000ull);
+        ts.tv_nsec = (long)(t % 1000000000ull);
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    }
+    static inline void pg_relax(void) {
+    #if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+    #elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+    #endif
+    }
+    static inline long pg_timerslack(long ns) {
+        long old = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+        prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0);
+        return old;
+    }
+    static inline void pg_set(uint64_t *c, int i, uint64_t v) { __atomic_store_n(&c[i], v, __ATOMIC_RELAXED); }
+    static inline uint64_t pg_get(uint64_t *c, int i) { return __atomic_load_n(&c[i], __ATOMIC_RELAXED); }
+
+    static inline uint16_t pg_fold(uint64_t s) {
+        while (s >> 16)
+            s = (s & 0xffff) + (s >> 16);
+        return (uint16_t)s;
+    }
+    static inline void pg_put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+    static inline void pg_put32(uint8_t *p, uint32_t v) {
+        p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+    }
+    static inline uint32_t pg_get16(const uint8_t *p) { return ((uint32_t)p[0] << 8) | p[1]; }
+    static inline uint32_t pg_get32(const uint8_t *p) {
+        return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    }
+    static inline uint64_t pg_get64(const uint8_t *p) { return ((uint64_t)pg_get32(p) << 32) | pg_get32(p + 4); }
+
+    /* one's complement sum of n bytes starting at an even offset */
+    static inline uint64_t pg_sum(const uint8_t *p, uint32_t n) {
+        uint64_t s = 0;
+        uint32_t i;
+        for (i = 0; i + 1 < n; i += 2)
+            s += ((uint32_t)p[i] << 8) | p[i + 1];
+        if (n & 1)
+            s += (uint32_t)p[n - 1] << 8;
+        return s;
+    }
+
+    /* ----------------------------------------------------------- histogram */
+    /* log-linear: 16 sub-buckets per power of two (values < 32 exact);
+       bucket width / lower bound <= 1/16, so a value read back as its
+       bucket's midpoint is within ~3 % */
+    static inline uint32_t pg_hist_idx(uint64_t v) {
+        int e;
+        uint32_t i;
+        if (v < 16)
+            return (uint32_t)v;
+        e = 63 - __builtin_clzll(v);
+        i = (uint32_t)(e - 3) * 16 + (uint32_t)((v >> (e - 4)) & 15);
+        return i < PG_HIST_N ? i : PG_HIST_N - 1;
+    }
+    static inline uint64_t pg_hist_low(uint32_t i) {
+        uint32_t e, m;
+        if (i < 16)
+            return i;
+        e = i / 16 + 3;
+        m = i % 16;
+        return (uint64_t)(16 + m) << (e - 4);
+    }
+    static inline void pg_sample(uint64_t *c, uint64_t v) {
+        uint64_t n = c[PGC_LAT_N];
+        c[PGC_HIST + pg_hist_idx(v)]++;
+        pg_set(c, PGC_LAT_SUM, c[PGC_LAT_SUM] + v);
+        if (n == 0 || v < c[PGC_LAT_MIN])
+            pg_set(c, PGC_LAT_MIN, v);
+        if (v > c[PGC_LAT_MAX])
+            pg_set(c, PGC_LAT_MAX, v);
+        pg_set(c, PGC_LAT_N, n + 1);
+    }
+
+    /* ----------------------------------------------------------- generator */
+    struct pg_gen {
+        uint8_t *tmpl;          /* maxlen bytes: the frame with its filler */
+        uint32_t maxlen;
+        uint32_t *fill;         /* fill[k]: sum of the first k filler bytes */
+        uint32_t sip0, dip0, sp0, dp0;
+        uint64_t nsip, ndip, nsp, ndp, isip, idip, isp, idp;
+        uint32_t nflows;        /* random flows: a table, picked at random */
+        uint32_t *fl_sip, *fl_dip;
+        uint16_t *fl_sp, *fl_dp;
+        int size_mode;          /* 0 fixed, 1 uniform range, 2 table (cycled) */
+        uint32_t len_lo, len_hi;
+        uint16_t *sizes;
+        uint32_t nsizes, isize;
+        uint32_t next_len;
+        uint64_t rng;
+        uint32_t seq;
+        uint32_t ip_const, udp_const;
+        uint8_t stream, flags;
+    };
+
+    static inline uint64_t pg_rand(struct pg_gen *g) {
+        /* xorshift64* */
+        uint64_t x = g->rng;
+        x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+        g->rng = x;
+        return x * 0x2545F4914F6CDD1Dull;
+    }
+    static inline void pg_next_len(struct pg_gen *g) {
+        if (g->size_mode == 1)
+            g->next_len = g->len_lo + (uint32_t)(pg_rand(g) % (g->len_hi - g->len_lo + 1));
+        else if (g->size_mode == 2) {
+            g->next_len = g->sizes[g->isize];
+            if (++g->isize == g->nsizes)
+                g->isize = 0;
+        }
+    }
+    static inline void pg_flow(struct pg_gen *g, uint32_t *sip, uint32_t *dip,
+                               uint32_t *sp, uint32_t *dp) {
+        if (g->nflows) {
+            uint32_t k = (uint32_t)(pg_rand(g) % g->nflows);
+            *sip = g->fl_sip[k]; *dip = g->fl_dip[k]; *sp = g->fl_sp[k]; *dp = g->fl_dp[k];
+            return;
+        }
+        *sip = g->sip0 + (uint32_t)g->isip; *dip = g->dip0 + (uint32_t)g->idip;
+        *sp = g->sp0 + (uint32_t)g->isp; *dp = g->dp0 + (uint32_t)g->idp;
+        /* odometer: source port fastest, then destination port, source IP,
+           destination IP */
+        if (++g->isp == g->nsp) {
+            g->isp = 0;
+            if (++g->idp == g->ndp) {
+                g->idp = 0;
+                if (++g->isip == g->nsip) {
+                    g->isip = 0;
+                    if (++g->idip == g->ndip)
+                        g->idip = 0;
+                }
+            }
+        }
+    }
+    /* write frame number g->seq of length len (g->next_len) into b */
+    static inline void pg_build(struct pg_gen *g, uint8_t *b, uint32_t len, uint64_t ts) {
+        uint32_t sip, dip, sp, dp, seq = g->seq++;
+        uint32_t iplen = len - 14, ulen = len - 34, id = seq & 0xffff;
+        uint64_t s;
+        uint16_t c;
+        pg_flow(g, &sip, &dip, &sp, &dp);
+        memcpy(b, g->tmpl, len);
+        pg_put16(b + 16, iplen);
+        pg_put16(b + 18, id);
+        pg_put32(b + 26, sip);
+        pg_put32(b + 30, dip);
+        s = (uint64_t)g->ip_const + iplen + id + (sip >> 16) + (sip & 0xffff) +
+            (dip >> 16) + (dip & 0xffff);
+        pg_put16(b + 24, (uint16_t)~pg_fold(s));
+        pg_put16(b + 34, sp);
+        pg_put16(b + 36, dp);
+        pg_put16(b + 38, ulen);
+        pg_put32(b + 46, seq);
+        pg_put32(b + 50, (uint32_t)(ts >> 32));
+        pg_put32(b + 54, (uint32_t)ts);
+        s = (uint64_t)g->udp_const + 2 * ulen + (sip >> 16) + (sip & 0xffff) +
+            (dip >> 16) + (dip & 0xffff) + sp + dp + (seq >> 16) + (seq & 0xffff) +
+            (ts >> 48) + ((ts >> 32) & 0xffff) + ((ts >> 16) & 0xffff) + (ts & 0xffff) +
+            g->fill[len - PG_FILL_OFF];
+        c = (uint16_t)~pg_fold(s);
+        pg_put16(b + 40, c ? c : 0xffff);
+    }
+
+    /* ------------------------------------------------------------ parsing */
+    /* offset of the pktgen header of an IPv4/UDP frame, or -1 */
+    static inline int pg_parse(const uint8_t *b, uint32_t len) {
+        uint32_t ihl, p;
+        if (len < PG_FILL_OFF || b[12] != 0x08 || b[13] != 0x00 || (b[14] >> 4) != 4)
+            return -1;
+        ihl = (uint32_t)(b[14] & 15) * 4;
+        if (ihl < 20 || b[23] != 17 || (pg_get16(b + 20) & 0x3fff))
+            return -1;
+        p = 14 + ihl + 8;
+        if (len < p + 16 || pg_get16(b + p) != PG_MAGIC)
+            return -1;
+        return (int)p;
+    }
+    /* 1 when the IPv4 header and UDP checksums are right */
+    static inline int pg_csum_ok(const uint8_t *b, uint32_t len) {
+        uint32_t ihl = (uint32_t)(b[14] & 15) * 4, u = 14 + ihl, ulen, iplen;
+        uint64_t s;
+        if (pg_fold(pg_sum(b + 14, ihl)) != 0xffff)
+            return 0;
+        iplen = pg_get16(b + 16);
+        ulen = pg_get16(b + u + 4);
+        if (iplen < ihl + 8 || 14 + iplen > len || ulen != iplen - ihl)
+            return 0;
+        if (pg_get16(b + u + 6) == 0)
+            return 1;
+        s = pg_sum(b + 26, 8) + 17 + ulen + pg_sum(b + u, ulen);
+        return pg_fold(s) == 0xffff;
+    }
+
+    /* ----------------------------------------------------- receive checks */
+    struct pg_stream {
+        int64_t first, highest;
+        uint64_t unique, dups, reordered;
+        uint64_t win[PG_WIN / 64];
+    };
+    struct pg_rx {
+        struct pg_stream *st[256];
+        uint64_t ours, other, bad_csum, span, unique, dups, reordered;
+        int verify;
+    };
+    static inline int pg_bit(struct pg_stream *s, int64_t v) {
+        uint64_t k = (uint64_t)v % PG_WIN;
+        return (int)((s->win[k >> 6] >> (k & 63)) & 1);
+    }
+    static inline void pg_bitset(struct pg_stream *s, int64_t v) {
+        uint64_t k = (uint64_t)v % PG_WIN;
+        s->win[k >> 6] |= 1ull << (k & 63);
+    }
+    static inline void pg_bitclr(struct pg_stream *s, int64_t v) {
+        uint64_t k = (uint64_t)v % PG_WIN;
+        s->win[k >> 6] &= ~(1ull << (k & 63));
+    }
+    static inline void pg_track(struct pg_rx *rx, uint32_t stream, uint32_t seq) {
+        struct pg_stream *s = rx->st[stream];
+        int64_t ext, v;
+        if (s == NULL) {
+            s = (struct pg_stream *)calloc(1, sizeof(*s));
+            if (s == NULL)
+                return;
+            rx->st[stream] = s;
+            s->first = s->highest = seq;
+            s->unique = 1;
+            pg_bitset(s, seq);
+            rx->span += 1;
+            rx->unique += 1;
+            return;
+        }
+        ext = s->highest + (int64_t)(int32_t)(seq - (uint32_t)s->highest);
+        if (ext > s->highest) {
+            if (ext - s->highest >= PG_WIN)
+                memset(s->win, 0, sizeof(s->win));
+            else
+                for (v = s->highest + 1; v < ext; v++)
+                    pg_bitclr(s, v);
+            rx->span += (uint64_t)(ext - s->highest);
+            s->highest = ext;
+            pg_bitset(s, ext);
+            s->unique++;
+            rx->unique++;
+            return;
+        }
+        if (ext == s->highest || (s->highest - ext < PG_WIN && ext >= s->first && pg_bit(s, ext))) {
+            s->dups++;
+            rx->dups++;
+            return;
+        }
+        if (s->highest - ext < PG_WIN)
+            pg_bitset(s, ext);
+        if (ext < s->first) {
+            rx->span += (uint64_t)(s->first - ext);
+            s->first = ext;
+        }
+        s->unique++;
+        rx->unique++;
+        s->reordered++;
+        rx->reordered++;
+    }
+    static inline void pg_rx_frame(struct pg_rx *rx, uint64_t *c, const uint8_t *b,
+                                   uint32_t len, uint64_t now) {
+        int p = pg_parse(b, len);
+        uint64_t ts;
+        if (p < 0) {
+            rx->other++;
+            return;
+        }
+        rx->ours++;
+        if (rx->verify && !pg_csum_ok(b, len))
+            rx->bad_csum++;
+        pg_track(rx, b[p + 2], pg_get32(b + p + 4));
+        ts = pg_get64(b + p + 8);
+        if (now >= ts && now - ts < 60000000000ull)
+            pg_sample(c, now - ts);
+    }
+    static inline void pg_rx_free(struct pg_rx *rx) {
+        int i;
+        for (i = 0; i < 256; i++) {
+            free(rx->st[i]);
+            rx->st[i] = NULL;
+        }
+    }
+
+    /* ------------------------------------------------------------- pong */
+    static inline void pg_swap(uint8_t *a, uint8_t *b, int n) {
+        uint8_t t;
+        int i;
+        for (i = 0; i < n; i++) {
+            t = a[i]; a[i] = b[i]; b[i] = t;
+        }
+    }
+    /* swap MACs, and IPs and ports for IPv4/IPv6 UDP/TCP (checksums stay
+       right: the sums do not depend on the order) */
+    static inline void pg_reflect(uint8_t *b, uint32_t len) {
+        uint32_t et, ihl, u;
+        if (len < 14)
+            return;
+        pg_swap(b, b + 6, 6);
+        et = pg_get16(b + 12);
+        if (et == 0x0800 && len >= 34 && (b[14] >> 4) == 4) {
+            ihl = (uint32_t)(b[14] & 15) * 4;
+            pg_swap(b + 26, b + 30, 4);
+            u = 14 + ihl;
+            if ((b[23] == 17 || b[23] == 6) && !(pg_get16(b + 20) & 0x1fff) && len >= u + 4)
+                pg_swap(b + u, b + u + 2, 2);
+        } else if (et == 0x86dd && len >= 54) {
+            pg_swap(b + 22, b + 38, 16);
+            if ((b[20] == 17 || b[20] == 6) && len >= 58)
+                pg_swap(b + 54, b + 56, 2);
+        }
+    }
+
+    /* ------------------------------------------------------------- pacing */
+    struct pg_pacer {
+        double per_ns;          /* token units per ns; 0: no limit */
+        int bits;               /* units: bits (else packets) */
+        double tokens, quantum, depth;
+        uint64_t last;
+        int64_t early;          /* wake this much before the due time */
+        uint64_t sleeps;
+    };
+    static inline double pg_cost(struct pg_pacer *p, uint32_t len) {
+        return p->bits ? (double)len * 8.0 : 1.0;
+    }
+    static inline void pg_pacer_init(struct pg_pacer *p, double rate, int bits, double pace_ns,
+                                     uint32_t maxlen, uint32_t batch, uint64_t now) {
+        double one = bits ? (double)maxlen * 8.0 : 1.0;
+        p->per_ns = rate / 1e9;
+        p->bits = bits;
+        p->quantum = rate * pace_ns / 1e9;
+        if (!bits && p->quantum > batch)
+            p->quantum = batch;
+        if (bits && p->quantum > (double)batch * maxlen * 8.0)
+            p->quantum = (double)batch * maxlen * 8.0;
+        if (p->quantum < one)
+            p->quantum = one;
+        p->depth = 4 * p->quantum;
+        p->tokens = p->quantum;
+        p->last = now;
+        p->early = 5000;
+        p->sleeps = 0;
+    }
+    static inline void pg_refill(struct pg_pacer *p, uint64_t now) {
+        if (now > p->last) {
+            p->tokens += (double)(now - p->last) * p->per_ns;
+            p->last = now;
+            if (p->tokens > p->depth)
+                p->tokens = p->depth;
+        }
+    }
+    /* Wait until `due` (CLOCK_MONOTONIC ns): sleep when it is far, waking
+       `early` ns before it, and spin the rest.  Returns without waiting the
+       whole time when the wait is over 50 ms (the caller loops, checking
+       its stop conditions). */
+    static inline void pg_wait_until(uint64_t due, int64_t *early, uint64_t *sleeps) {
+        uint64_t now = pg_now(), target, after;
+        int64_t over;
+        int partial = 0;
+        if (due > now + (uint64_t)*early + 10000) {
+            target = due - (uint64_t)*early;
+            if (target > now + 50000000ull) {
+                target = now + 50000000ull;
+                partial = 1;
+            }
+            pg_sleep_until(target);
+            after = pg_now();
+            over = (int64_t)(after - target);
+            if (!partial) {
+                /* a preempted sleeper oversleeps by milliseconds: that says
+                   nothing about the timer, so samples are capped */
+                if (over > 30000) over = 30000;
+                *early += (over - *early) / 8;
+                if (*early < 1000) *early = 1000;
+            }
+            (*sleeps)++;
+            if (partial)
+                return;
+            now = after;
+        }
+        while (now < due) {
+            pg_relax();
+            now = pg_now();
+        }
+    }
+    """
+    enum:
+        PG_MAGIC
+        PG_F_PING
+        PG_HDR_OFF
+        PG_FILL_OFF
+        PG_MIN_LEN
+        PG_HIST_N
+        PGC_STOP
+        PGC_STATE
+        PGC_TX_PACKETS
+        PGC_TX_BYTES
+        PGC_RX_PACKETS
+        PGC_RX_BYTES
+        PGC_RX_OURS
+        PGC_RX_OTHER
+        PGC_BAD_CSUM
+        PGC_LOST
+        PGC_REORDERED
+        PGC_DUPS
+        PGC_LAT_N
+        PGC_LAT_SUM
+        PGC_LAT_MIN
+        PGC_LAT_MAX
+        PGC_PROBES
+        PGC_PROBES_LOST
+        PGC_LATE
+        PGC_REFLECTED
+        PGC_BATCHES
+        PGC_MAX_BATCH
+        PGC_SLEEPS
+        PGC_FULL
+        PGC_T0
+        PGC_T1
+        PGC_HIST
+        PGC_WORDS
+
+    struct pg_gen:
+        uint8_t *tmpl
+        uint32_t maxlen
+        uint32_t *fill
+        uint32_t sip0, dip0, sp0, dp0
+        uint64_t nsip, ndip, nsp, ndp, isip, idip, isp, idp
+        uint32_t nflows
+        uint32_t *fl_sip
+        uint32_t *fl_dip
+        uint16_t *fl_sp
+        uint16_t *fl_dp
+        int size_mode
+        uint32_t len_lo, len_hi
+        uint16_t *sizes
+        uint32_t nsizes, isize
+        uint32_t next_len
+        uint64_t rng
+        uint32_t seq
+        uint32_t ip_const, udp_const
+        uint8_t stream, flags
+
+    struct pg_stream:
+        int64_t first, highest
+        uint64_t unique, dups, reordered
+
+    struct pg_rx:
+        pg_stream *st[256]
+        uint64_t ours, other, bad_csum, span, unique, dups, reordered
+        int verify
+
+    struct pg_pacer:
+        double per_ns
+        int bits
+        double tokens, quantum, depth
+        uint64_t last
+        int64_t early
+        uint64_t sleeps
+
+    uint64_t pg_now() nogil
+    void pg_sleep_until(uint64_t t) nogil
+    void pg_relax() nogil
+    long pg_timerslack(long ns) nogil
+    void pg_set(uint64_t *c, int i, uint64_t v) nogil
+    uint64_t pg_get(uint64_t *c, int i) nogil
+    uint16_t pg_fold(uint64_t s) nogil
+    uint64_t pg_sum(const uint8_t *p, uint32_t n) nogil
+    uint32_t pg_get16(const uint8_t *p) nogil
+    uint32_t pg_get32(const uint8_t *p) nogil
+    uint64_t pg_get64(const uint8_t *p) nogil
+    uint32_t pg_hist_idx(uint64_t v) nogil
+    uint64_t pg_hist_low(uint32_t i) nogil
+    void pg_sample(uint64_t *c, uint64_t v) nogil
+    uint64_t pg_rand(pg_gen *g) nogil
+    void pg_next_len(pg_gen *g) nogil
+    void pg_build(pg_gen *g, uint8_t *b, uint32_t len, uint64_t ts) nogil
+    int pg_parse(const uint8_t *b, uint32_t len) nogil
+    int pg_csum_ok(const uint8_t *b, uint32_t len) nogil
+    void pg_rx_frame(pg_rx *rx, uint64_t *c, const uint8_t *b, uint32_t len, uint64_t now) nogil
+    void pg_rx_free(pg_rx *rx) nogil
+    void pg_reflect(uint8_t *b, uint32_t len) nogil
+    double pg_cost(pg_pacer *p, uint32_t len) nogil
+    void pg_pacer_init(pg_pacer *p, double rate, int bits, double pace_ns,
+                       uint32_t maxlen, uint32_t batch, uint64_t now) nogil
+    void pg_refill(pg_pacer *p, uint64_t now) nogil
+    void pg_wait_until(uint64_t due, int64_t *early, uint64_t *sleeps) nogil
+
+
+MAGIC = PG_MAGIC
+MIN_FRAME = PG_MIN_LEN
+HEADER_LEN = 16
+HIST_BUCKETS = PG_HIST_N
+# the usual "simple IMIX": 7 x 64, 4 x 570, 1 x 1518 bytes on the wire (with
+# the 4-byte FCS), i.e. frames of 60, 566 and 1514 bytes in the buffer
+IMIX = ((60, 566, 1514), (7, 4, 1))
+MAX_FRAME = 65535
+
+cdef volatile int _stop = 0
+
+
+def stop():
+    """Ask every pktgen loop of this process to return (signal-safe)."""
+    global _stop
+    _stop = 1
+
+
+def reset():
+    """Clear a stop() request (before starting new loops)."""
+    global _stop
+    _stop = 0
+
+
+# ------------------------------------------------------------------ parsing
+_SI = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
+
+
+class Rate:
+    """A rate: ``value`` per second in ``unit`` "pps" (packets) or "bps"
+    (bits of frames, as the interface counts bytes x 8)."""
+    __slots__ = ("value", "unit")
+
+    def __init__(self, value, unit="pps"):
+        if unit not in ("pps", "bps"):
+            raise ValueError("rate unit must be pps or bps, not %r" % (unit,))
+        value = float(value)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError("a rate must be a positive number, not %r" % (value,))
+        self.value = value
+        self.unit = unit
+
+    def __repr__(self):
+        return "Rate(%r, %r)" % (self.value, self.unit)
+
+    def __str__(self):
+        return "%s%s" % (si(self.value), self.unit)
+
+    def __eq__(self, other):
+        return isinstance(other, Rate) and (self.value, self.unit) == (other.value, other.unit)
+
+    def split(self, n):
+        """This rate shared by n workers."""
+        return Rate(self.value / n, self.unit)
+
+
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([kKmMgG]?)\s*"
+                      r"(pps|p/s|bps|b/s|bit/s|bits/s|bit|bits)?\s*$")
+
+
+def parse_rate(text):
+    """'100k', '1.5Mpps', '200Mbps', '10kbit', '2.5e5' -> Rate.  No unit
+    means packets per second."""
+    if isinstance(text, Rate):
+        return text
+    if isinstance(text, (int, float)):
+        return Rate(text, "pps")
+    m = _RATE_RE.match(str(text))
+    if not m:
+        raise ValueError("rate %r: expected a number with an optional k/M/G and an optional "
+                         "unit pps or bps, such as 100k, 1.5Mpps or 200Mbps" % (text,))
+    v = float(m.group(1)) * (10.0 ** int(m.group(2)) if m.group(2) else 1.0) * _SI[m.group(3)]
+    unit = m.group(4) or "pps"
+    unit = "pps" if unit in ("pps", "p/s") else "bps"
+    if v <= 0:
+        raise ValueError("rate %r: must be more than 0" % (text,))
+    if unit == "pps" and v > 1e9:
+        raise ValueError("rate %r: %s pps is beyond any interface (at most 1G pps)" % (text, si(v)))
+    if unit == "bps" and v < 480:
+        raise ValueError("rate %r: less than one minimum-size frame (480 bits) per second" % (text,))
+    return Rate(v, unit)
+
+
+class SizeSpec:
+    """Frame sizes (bytes without FCS): ``fixed`` (one size), ``range``
+    (uniform in [lo, hi]) or ``imix`` (sizes with integer weights, sent in
+    a fixed interleaved cycle so that every cycle has the exact mix)."""
+    __slots__ = ("kind", "sizes", "weights")
+
+    def __init__(self, kind, sizes, weights=None):
+        self.kind = kind
+        self.sizes = tuple(int(s) for s in sizes)
+        self.weights = tuple(int(w) for w in (weights or (1,) * len(self.sizes)))
+        if kind not in ("fixed", "range", "imix"):
+            raise ValueError("size kind must be fixed, range or imix")
+        if kind == "fixed" and len(self.sizes) != 1 or kind == "range" and len(self.sizes) != 2:
+            raise ValueError("a %s size takes %d value(s)" % (kind, 1 if kind == "fixed" else 2))
+        if not self.sizes or len(self.weights) != len(self.sizes):
+            raise ValueError("imix: as many weights as sizes are needed")
+        for s in self.sizes:
+            if s < PG_MIN_LEN:
+                raise ValueError("frame size %d is below the %d-byte minimum (Ethernet "
+                                 "without FCS)" % (s, PG_MIN_LEN))
+            if s > MAX_FRAME:
+                raise ValueError("frame size %d is above %d" % (s, MAX_FRAME))
+        if kind == "range" and self.sizes[0] > self.sizes[1]:
+            raise ValueError("size range %d-%d is empty: write the smaller size first"
+                             % self.sizes)
+        if any(w <= 0 for w in self.weights):
+            raise ValueError("imix weights must be positive integers")
+        if sum(self.weights) > 1000000:
+            raise ValueError("imix weights add up to more than 1000000: divide them")
+
+    @property
+    def min(self):
+        return min(self.sizes)
+
+    @property
+    def max(self):
+        return max(self.sizes)
+
+    def mean(self):
+        if self.kind == "range":
+            return (self.sizes[0] + self.sizes[1]) / 2.0
+        return sum(s * w for s, w in zip(self.sizes, self.weights)) / float(sum(self.weights))
+
+    def cycle(self):
+        """The imix order: smooth weighted round robin over the sizes."""
+        cur = [0] * len(self.sizes)
+        tot = sum(self.weights)
+        out = []
+        for _ in range(tot):
+            for i, w in enumerate(self.weights):
+                cur[i] += w
+            best = max(range(len(cur)), key=lambda i: cur[i])
+            cur[best] -= tot
+            out.append(self.sizes[best])
+        return out
+
+    def __str__(self):
+        if self.kind == "fixed":
+            return "%d bytes" % self.sizes[0]
+        if self.kind == "range":
+            return "%d-%d bytes (uniform)" % self.sizes
+        return "imix %s of %s bytes" % (":".join(map(str, self.weights)),
+                                         "/".join(map(str, self.sizes)))
+
+    def __repr__(self):
+        return "SizeSpec(%r, %r, %r)" % (self.kind, self.sizes, self.weights)
+
+    def __eq__(self, other):
+        return isinstance(other, SizeSpec) and (self.kind, self.sizes, self.weights) == \
+            (other.kind, other.sizes, other.weights)
+
+
+def _int(text, what):
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise ValueError("%s: %r is not a number" % (what, text)) from None
+
+
+def parse_sizes(text):
+    """'60', '60-1500', 'imix' (7:4:1 of 60/566/1514: the 64/570/1518-byte
+    wire frames), 'imix:64,570,1518:7,4,1' -> SizeSpec."""
+    if isinstance(text, SizeSpec):
+        return text
+    if isinstance(text, int):
+        return SizeSpec("fixed", (text,))
+    t = str(text).strip()
+    what = "size %r" % (text,)
+    if t.lower() == "imix":
+        return SizeSpec("imix", IMIX[0], IMIX[1])
+    if t.lower().startswith("imix:"):
+        parts = t[5:].split(":")
+        if len(parts) > 2 or not parts[0]:
+            raise ValueError("%s: expected imix:SIZE,SIZE,...[:WEIGHT,WEIGHT,...]" % what)
+        sizes = [_int(x.strip(), what) for x in parts[0].split(",")]
+        weights = [_int(x.strip(), what) for x in parts[1].split(",")] if len(parts) > 1 \
+            else [1] * len(sizes)
+        if len(weights) != len(sizes):
+            raise ValueError("%s: %d sizes but %d weights" % (what, len(sizes), len(weights)))
+        return SizeSpec("imix", sizes, weights)
+    if "-" in t:
+        lo, _, hi = t.partition("-")
+        lo, hi = _int(lo.strip(), what), _int(hi.strip(), what)
+        if lo == hi:
+            return SizeSpec("fixed", (lo,))
+        return SizeSpec("range", (lo, hi))
+    if not t.isdigit():
+        raise ValueError("%s: expected bytes (60), a range (60-1500), imix or "
+                         "imix:SIZES:WEIGHTS" % what)
+    return SizeSpec("fixed", (int(t),))
+
+
+def _ip(text, what):
+    try:
+        return struct.unpack("!I", socket.inet_aton(text.strip()))[0] \
+            if text.count(".") == 3 else _bad_ip(text, what)
+    except OSError:
+        _bad_ip(text, what)
+
+
+def _bad_ip(text, what):
+    raise ValueError("%s: %r is not an IPv4 address (a.b.c.d)" % (what, text))
+
+
+def parse_ip_range(text, what="IP"):
+    """'10.0.0.1' or '10.0.0.1-10.0.0.100' or '10.0.0.0/24' -> (lo, hi) as
+    integers."""
+    if isinstance(text, tuple):
+        return text
+    t = str(text).strip()
+    if "/" in t:
+        addr, _, plen = t.partition("/")
+        p = _int(plen, "%s %r prefix length" % (what, text))
+        if not 0 <= p <= 32:
+            raise ValueError("%s %r: prefix length must be 0..32" % (what, text))
+        a = _ip(addr, what)
+        mask = (0xffffffff << (32 - p)) & 0xffffffff
+        return (a & mask, (a & mask) | (~mask & 0xffffffff))
+    if "-" in t:
+        lo, _, hi = t.partition("-")
+        lo, hi = _ip(lo, what), _ip(hi, what)
+        if lo > hi:
+            raise ValueError("%s range %s is empty: write the lower address first" % (what, t))
+        return (lo, hi)
+    a = _ip(t, what)
+    return (a, a)
+
+
+def parse_port_range(text, what="port"):
+    """'9' or '1024-65535' -> (lo, hi)."""
+    if isinstance(text, tuple):
+        return text
+    if isinstance(text, int):
+        text = str(text)
+    t = str(text).strip()
+    lo, _, hi = t.partition("-")
+    lo = _int(lo.strip(), "%s %r" % (what, text))
+    hi = _int(hi.strip(), "%s %r" % (what, text)) if hi else lo
+    for v in (lo, hi):
+        if not 0 <= v <= 65535:
+            raise ValueError("%s %r: ports are 0..65535" % (what, text))
+    if lo > hi:
+        raise ValueError("%s range %s is empty: write the lower port first" % (what, t))
+    return (lo, hi)
+
+
+_MAC_RE = re.compile(r"^([0-9a-fA-F]{1,2})([:-][0-9a-fA-F]{1,2}){5}$")
+
+
+def parse_mac(text, what="MAC"):
+    """'02:00:00:00:00:01' -> 6 bytes."""
+    if isinstance(text, (bytes, bytearray)) and len(text) == 6:
+        return bytes(text)
+    t = str(text).strip()
+    if not _MAC_RE.match(t):
+        raise ValueError("%s %r: expected six hex bytes such as 02:00:00:00:00:01" % (what, text))
+    return bytes(int(x, 16) for x in re.split("[:-]", t))
+
+
+def _fmt_ip(v):
+    return socket.inet_ntoa(struct.pack("!I", v))
+
+
+def si(v, digits=3):
+    """1234567 -> '1.23M' (k, M, G)."""
+    v = float(v)
+    for p, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= p:
+            return "%.*g%s" % (digits, v / p, s)
+    return "%.*g" % (digits, v)
+
+
+# --------------------------------------------------------------- generator
+cdef class Generator:
+    """The frames a transmit (or ping) loop sends: addresses, ports and
+    their ranges, sizes, and the stream id written into every frame.
+
+    Address/port ranges are walked as an odometer (source port fastest,
+    then destination port, source IP, destination IP), so every combination
+    comes up in turn; ``random_flows=N`` draws N combinations at random
+    from the ranges instead and picks one of them at random per packet.
+    """
+    cdef pg_gen g
+    cdef readonly object sizes
+    cdef readonly bytes src_mac, dst_mac
+    cdef readonly tuple src_ip, dst_ip, src_port, dst_port
+    cdef readonly uint32_t random_flows
+    cdef readonly int stream
+
+    def __cinit__(self, *a, **kw):
+        memset(&self.g, 0, sizeof(self.g))
+
+    def __init__(self, src_mac="02:00:00:00:00:01", dst_mac="ff:ff:ff:ff:ff:ff",
+                 src_ip="10.0.0.1", dst_ip="10.0.0.2", src_port=1234, dst_port=9,
+                 sizes=60, uint32_t random_flows=0, int stream=0, seed=1):
+        cdef uint32_t i, k, nfill, maxlen
+        cdef uint64_t s
+        self.sizes = parse_sizes(sizes)
+        self.src_mac = parse_mac(src_mac, "source MAC")
+        self.dst_mac = parse_mac(dst_mac, "destination MAC")
+        self.src_ip = parse_ip_range(src_ip, "source IP")
+        self.dst_ip = parse_ip_range(dst_ip, "destination IP")
+        self.src_port = parse_port_range(src_port, "source port")
+        self.dst_port = parse_port_range(dst_port, "destination port")
+        if not 0 <= stream <= 255:
+            raise ValueError("stream must be 0..255 (one per worker), not %d" % stream)
+        if random_flows > 10000000:
+            raise ValueError("--random-flows %d: at most 10000000" % random_flows)
+        self.random_flows = random_flows
+        self.stream = stream
+        self._free()
+        maxlen = self.sizes.max
+        self.g.maxlen = maxlen
+        self.g.tmpl = <uint8_t *>calloc(maxlen, 1)
+        nfill = maxlen - PG_FILL_OFF
+        self.g.fill = <uint32_t *>calloc(nfill + 1, sizeof(uint32_t))
+        if self.g.tmpl == NULL or self.g.fill == NULL:
+            raise MemoryError()
+        head = (self.dst_mac + self.src_mac + b"\x08\x00" +
+                bytes([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]) + bytes(8) +
+                bytes(8) + struct.pack("!HBB", PG_MAGIC, stream, 0) + bytes(12))
+        memcpy(self.g.tmpl, <const char *>head, PG_FILL_OFF)
+        s = 0
+        self.g.fill[0] = 0
+        for k in range(nfill):
+            self.g.tmpl[PG_FILL_OFF + k] = k & 0xff
+            s += ((k & 0xff) << 8) if (k % 2 == 0) else (k & 0xff)
+            self.g.fill[k + 1] = <uint32_t>s
+        self.g.ip_const = 0x4500 + 0x4000 + ((64 << 8) | 17)
+        self.g.sip0, self.g.nsip = self.src_ip[0], <uint64_t>self.src_ip[1] - self.src_ip[0] + 1
+        self.g.dip0, self.g.ndip = self.dst_ip[0], <uint64_t>self.dst_ip[1] - self.dst_ip[0] + 1
+        self.g.sp0, self.g.nsp = self.src_port[0], self.src_port[1] - self.src_port[0] + 1
+        self.g.dp0, self.g.ndp = self.dst_port[0], self.dst_port[1] - self.dst_port[0] + 1
+        self.g.rng = (<uint64_t>seed * 0x9E3779B97F4A7C15ULL) ^ 0x2545F4914F6CDD1DULL
+        if self.g.rng == 0:
+            self.g.rng = 1
+        self.g.stream = stream
+        self._set_flags(0)
+        if random_flows:
+            self.g.fl_sip = <uint32_t *>malloc(random_flows * sizeof(uint32_t))
+            self.g.fl_dip = <uint32_t *>malloc(random_flows * sizeof(uint32_t))
+            self.g.fl_sp = <uint16_t *>malloc(random_flows * sizeof(uint16_t))
+            self.g.fl_dp = <uint16_t *>malloc(random_flows * sizeof(uint16_t))
+            if not (self.g.fl_sip and self.g.fl_dip and self.g.fl_sp and self.g.fl_dp):
+                raise MemoryError()
+            for i in range(random_flows):
+                self.g.fl_sip[i] = self.g.sip0 + <uint32_t>(pg_rand(&self.g) % self.g.nsip)
+                self.g.fl_dip[i] = self.g.dip0 + <uint32_t>(pg_rand(&self.g) % self.g.ndip)
+                self.g.fl_sp[i] = <uint16_t>(self.g.sp0 + pg_rand(&self.g) % self.g.nsp)
+                self.g.fl_dp[i] = <uint16_t>(self.g.dp0 + pg_rand(&self.g) % self.g.ndp)
+            self.g.nflows = random_flows
+        sz = self.sizes
+        if sz.kind == "fixed":
+            self.g.size_mode = 0
+            self.g.next_len = sz.sizes[0]
+        elif sz.kind == "range":
+            self.g.size_mode = 1
+            self.g.len_lo, self.g.len_hi = sz.sizes
+            pg_next_len(&self.g)
+        else:
+            cyc = sz.cycle()
+            self.g.size_mode = 2
+            self.g.sizes = <uint16_t *>malloc(len(cyc) * sizeof(uint16_t))
+            if self.g.sizes == NULL:
+                raise MemoryError()
+            for i in range(len(cyc)):
+                self.g.sizes[i] = cyc[i]
+            self.g.nsizes = len(cyc)
+            self.g.isize = 0
+            pg_next_len(&self.g)
+
+    cdef _set_flags(self, uint8_t flags):
+        self.g.flags = flags
+        self.g.tmpl[PG_HDR_OFF + 3] = flags
+        self.g.udp_const = 17 + PG_MAGIC + ((<uint32_t>self.g.stream << 8) | flags)
+
+    cdef _free(self):
+        free(self.g.tmpl); free(self.g.fill); free(self.g.sizes)
+        free(self.g.fl_sip); free(self.g.fl_dip); free(self.g.fl_sp); free(self.g.fl_dp)
+        self.g.tmpl = NULL; self.g.fill = NULL; self.g.sizes = NULL
+        self.g.fl_sip = self.g.fl_dip = NULL
+        self.g.fl_sp = self.g.fl_dp = NULL
+        self.g.nflows = 0
+
+    def __dealloc__(self):
+        self._free()
+
+    @property
+    def max_len(self):
+        return self.g.maxlen
+
+    @property
+    def seq(self):
+        """The sequence number of the next frame."""
+        return self.g.seq
+
+    @property
+    def flows(self):
+        """How many distinct (src IP, dst IP, src port, dst port) it cycles
+        through (random_flows, or the product of the ranges)."""
+        if self.random_flows:
+            return self.random_flows
+        return self.g.nsip * self.g.ndip * self.g.nsp * self.g.ndp
+
+    def frames(self, n, uint64_t ts=0):
+        """The next n frames as bytes (what transmit() would send next)."""
+        cdef bytearray b = bytearray(self.g.maxlen)
+        cdef uint8_t *p = <uint8_t *>(<char *>b)
+        cdef uint32_t ln
+        out = []
+        for _ in range(n):
+            ln = self.g.next_len
+            pg_build(&self.g, p, ln, ts or pg_now())
+            pg_next_len(&self.g)
+            out.append(bytes(b[:ln]))
+        return out
+
+    def describe(self):
+        """One line: sizes, addresses, flows."""
+        def rng(r, f):
+            return f(r[0]) if r[0] == r[1] else "%s-%s" % (f(r[0]), f(r[1]))
+        mac = lambda m: ":".join("%02x" % x for x in m)
+        flows = ("%d random flows" % self.random_flows) if self.random_flows else \
+            ("%s flow%s" % (si(self.flows), "" if self.flows == 1 else "s"))
+        return "%s, %s %s:%s -> %s %s:%s, %s" % (
+            self.sizes, mac(self.src_mac), rng(self.src_ip, _fmt_ip), rng(self.src_port, str),
+            mac(self.dst_mac), rng(self.dst_ip, _fmt_ip), rng(self.dst_port, str), flows)
+
+
+def decode(frame):
+    """The pktgen header of a frame as a dict (stream, flags, seq, ts), or
+    None when it is not a pktgen IPv4/UDP frame."""
+    cdef const uint8_t[::1] v = memoryview(frame).cast("B")
+    cdef int p
+    if v.shape[0] == 0:
+        return None
+    p = pg_parse(&v[0], v.shape[0])
+    if p < 0:
+        return None
+    return dict(stream=v[p + 2], flags=v[p + 3], seq=pg_get32(&v[p + 4]),
+                ts=pg_get64(&v[p + 8]))
+
+
+def check_frame(frame):
+    """True when the IPv4 header and UDP checksums of a pktgen frame are
+    right (computed here in C; the tests also check them in Python)."""
+    cdef const uint8_t[::1] v = memoryview(frame).cast("B")
+    if v.shape[0] == 0 or pg_parse(&v[0], v.shape[0]) < 0:
+        return False
+    return bool(pg_csum_ok(&v[0], v.shape[0]))
+
+
+# ----------------------------------------------------------------- counters
+_FIELDS = {
+    "tx_packets": PGC_TX_PACKETS, "tx_bytes": PGC_TX_BYTES,
+    "rx_packets": PGC_RX_PACKETS, "rx_bytes": PGC_RX_BYTES,
+    "rx_pktgen": PGC_RX_OURS, "rx_other": PGC_RX_OTHER, "bad_csum": PGC_BAD_CSUM,
+    "lost": PGC_LOST, "reordered": PGC_REORDERED, "duplicates": PGC_DUPS,
+    "lat_n": PGC_LAT_N, "lat_sum": PGC_LAT_SUM, "lat_min": PGC_LAT_MIN,
+    "lat_max": PGC_LAT_MAX, "probes": PGC_PROBES, "probes_lost": PGC_PROBES_LOST,
+    "late": PGC_LATE, "reflected": PGC_REFLECTED, "batches": PGC_BATCHES,
+    "max_batch": PGC_MAX_BATCH, "sleeps": PGC_SLEEPS, "ring_full": PGC_FULL,
+    "t0_ns": PGC_T0, "t1_ns": PGC_T1,
+}
+STATES = ("idle", "running", "done", "failed")
+
+
+cdef class Counters:
+    """The live counters of one loop: uint64 words in a buffer (by default
+    an anonymous shared mapping, so that processes forked after it was made
+    see the same block).  The loop writes, anyone reads: ``snapshot()``.
+    ``stop()`` asks the loop that uses it to return."""
+    cdef object buf
+    cdef uint64_t[::1] view
+    cdef uint64_t *c
+
+    SIZE = PGC_WORDS * 8
+
+    def __init__(self, buffer=None):
+        if buffer is None:
+            buffer = mmap.mmap(-1, PGC_WORDS * 8)
+        self.buf = buffer
+        self.view = memoryview(buffer).cast("B").cast("Q")
+        if self.view.shape[0] < PGC_WORDS:
+            raise ValueError("a Counters buffer needs %d bytes" % (PGC_WORDS * 8))
+        self.c = &self.view[0]
+
+    cdef uint64_t *ptr(self):
+        return self.c
+
+    def clear(self):
+        cdef int i
+        for i in range(PGC_WORDS):
+            self.c[i] = 0
+
+    def stop(self):
+        """Ask the loop using these counters to return (any process)."""
+        pg_set(self.c, PGC_STOP, 1)
+
+    @property
+    def stopping(self):
+        return bool(pg_get(self.c, PGC_STOP))
+
+    @property
+    def state(self):
+        return STATES[pg_get(self.c, PGC_STATE) & 3]
+
+    def set_state(self, str s):
+        pg_set(self.c, PGC_STATE, STATES.index(s))
+
+    def snapshot(self, bint hist=True):
+        """The counters now, as a dict (``hist``: the latency/RTT buckets,
+        a list of (lower bound ns, count) for non-empty buckets)."""
+        cdef int i
+        d = {k: pg_get(self.c, v) for k, v in _FIELDS.items()}
+        d["state"] = STATES[pg_get(self.c, PGC_STATE) & 3]
+        if hist:
+            d["hist"] = [(pg_hist_low(i), pg_get(self.c, PGC_HIST + i))
+                         for i in range(PG_HIST_N) if pg_get(self.c, PGC_HIST + i)]
+        return d
+
+
+def _bucket_mid(uint32_t i):
+    lo = pg_hist_low(i)
+    hi = pg_hist_low(i + 1) if i + 1 < PG_HIST_N else lo * 2
+    return lo if hi - lo <= 1 else (lo + hi - 1) / 2.0
+
+
+_LOW_INDEX = {}
+
+
+def percentiles(snap, ps=(50, 99, 99.9)):
+    """Percentiles (ns) of the latency/RTT histogram in a snapshot, from
+    the bucket midpoints (within ~3 %), clamped to the exact min and max."""
+    n = snap.get("lat_n", 0)
+    out = {}
+    if not n:
+        return {p: None for p in ps}
+    hist = sorted(snap["hist"])
+    for p in ps:
+        target = max(1, int(math.ceil(p / 100.0 * n)))
+        acc = 0
+        val = snap["lat_max"]
+        for low, cnt in hist:
+            acc += cnt
+            if acc >= target:
+                val = _bucket_mid(pg_hist_idx(low))
+                break
+        out[p] = min(max(val, snap["lat_min"]), snap["lat_max"])
+    return out
+
+
+def rtt_summary(snap):
+    """min/avg/max/p50/p99/p99.9 in ns of a snapshot's samples (None when
+    there are none)."""
+    n = snap.get("lat_n", 0)
+    if not n:
+        return None
+    pc = percentiles(snap)
+    return dict(samples=n, min=snap["lat_min"], avg=snap["lat_sum"] / float(n),
+                max=snap["lat_max"], p50=pc[50], p99=pc[99], p999=pc[99.9])
+
+
+def histogram_rows(snap):
+    """The histogram folded into powers of two: [(low ns, high ns, count)]
+    from the first to the last non-empty octave."""
+    rows = {}
+    for low, cnt in snap.get("hist", ()):
+        e = int(low).bit_length() - 1 if low > 0 else -1
+        key = 0 if e < 0 else 1 << e
+        rows[key] = rows.get(key, 0) + cnt
+    if not rows:
+        return []
+    keys = sorted(rows)
+    out = []
+    k = keys[0]
+    last = max(keys)
+    while k <= last:
+        out.append((k, max(1, k * 2), rows.get(k, 0)))
+        k = k * 2 if k else 1
+    return out
+
+
+def merge(snaps):
+    """Add up snapshots of several workers (sums; min of mins; max of
+    maxes; histograms bucket by bucket)."""
+    out = {}
+    hist = {}
+    for s in snaps:
+        for k, v in s.items():
+            if k in ("hist", "state"):
+                continue
+            if k == "lat_min":
+                if s.get("lat_n"):
+                    out[k] = v if "lat_min" not in out else min(out[k], v)
+            elif k in ("lat_max", "max_batch", "t1_ns"):
+                out[k] = max(out.get(k, 0), v)
+            elif k == "t0_ns":
+                out[k] = v if not out.get(k) else min(out[k], v) if v else out[k]
+            else:
+                out[k] = out.get(k, 0) + v
+        for low, cnt in s.get("hist", ()):
+            hist[low] = hist.get(low, 0) + cnt
+    out.setdefault("lat_min", 0)
+    out["hist"] = sorted(hist.items())
+    return out
+
+
+# -------------------------------------------------------------- the loops
+cdef inline uint64_t _deadline(double seconds, uint64_t now) noexcept nogil:
+    if seconds <= 0:
+        return 0
+    return now + <uint64_t>(seconds * 1e9)
+
+
+cdef Counters _counters(counters):
+    if counters is None:
+        return Counters(bytearray(PGC_WORDS * 8))
+    return <Counters?>counters
+
+
+cdef inline bint _stopped(uint64_t *c) noexcept nogil:
+    return _stop != 0 or pg_get(c, PGC_STOP) != 0
+
+
+cdef int _check_signals() noexcept with gil:
+    """1 if a Python signal handler raised (Ctrl-C on the main thread); the
+    exception stays set for the caller to re-raise."""
+    if threading.current_thread() is not threading.main_thread():
+        return 0
+    try:
+        PyErr_CheckSignals()
+    except BaseException as e:
+        _pending[0] = e
+        return 1
+    return 0
+
+
+_pending = [None]
+
+
+def _raise_pending():
+    e = _pending[0]
+    _pending[0] = None
+    if e is not None:
+        raise e
+
+
+cdef _rate_args(rate, Generator gen, double *value, int *bits):
+    if rate is None or rate == 0:
+        value[0] = 0
+        bits[0] = 0
+        return None
+    r = parse_rate(rate)
+    value[0] = r.value
+    bits[0] = r.unit == "bps"
+    return r
+
+
+def _check_fits(Port port, uint32_t maxlen, bint tx=True):
+    if port.closed:
+        raise ValueError("port %s is closed" % (port.name,))
+    if tx and port.nic_tx == 0:
+        raise ValueError("%s has no TX ring: open it for transmission (not /R, and a "
+                         "capture file with mode='w')" % (port.name,))
+    if tx and maxlen > port.txr[0].nr_buf_size:
+        raise ValueError("a %d-byte frame does not fit the %d-byte buffers of %s" % (
+            maxlen, port.txr[0].nr_buf_size, port.name))
+
+
+def transmit(Port port, Generator gen, rate=None, long long count=0, double seconds=0,
+             uint32_t batch=512, Counters counters=None, double pace_us=50,
+             int wait_ms=100):
+    """Send frames of ``gen`` on every TX ring of ``port``: ``count`` frames
+    (0: no limit), for ``seconds`` (0: no limit), until stop().
+
+    ``rate``: None (as fast as the port takes them), a Rate, or text such
+    as "100k", "1.5Mpps", "200Mbps" (see the module doc for the pacing).
+    ``batch``: the most frames written per sync.
+
+    Returns dict(packets, bytes, seconds, batches, max_batch, sleeps,
+    ring_full); ``counters`` (a Counters) shows the same while it runs."""
+    cdef Counters ctr = _counters(counters)
+    cdef uint64_t *c = ctr.ptr()
+    cdef double rv = 0
+    cdef int bits = 0, rc = 0, intr = 0
+    cdef pg_pacer pc
+    cdef bint paced
+    cdef uint64_t now, dl, ts, sent = 0, nbytes = 0, batches = 0, max_batch = 0, full = 0
+    cdef uint64_t want, n, next_check, due
+    cdef uint32_t r, j, k, space, ln, rr = 0
+    cdef double need, cost
+    cdef netmap_ring *t
+    cdef long slack
+    cdef pg_gen *g = &gen.g
+    memset(&pc, 0, sizeof(pc))
+    r_obj = _rate_args(rate, gen, &rv, &bits)
+    _check_fits(port, g.maxlen)
+    if batch == 0:
+        raise ValueError("batch must be at least 1")
+    paced = rv > 0
+    ctr.set_state("running")
+    with nogil:
+        slack = pg_timerslack(1)
+        now = pg_now()
+        pg_set(c, PGC_T0, now)
+        dl = _deadline(seconds, now)
+        next_check = now + 100000000
+        if paced:
+            pg_pacer_init(&pc, rv, bits, pace_us * 1000.0, g.maxlen, batch, now)
+        while not _stopped(c):
+            now = pg_now()
+            if dl and now >= dl:
+                break
+            if count and sent >= <uint64_t>count:
+                break
+            if now >= next_check:
+                next_check = now + 100000000
+                if _check_signals():
+                    intr = 1
+                    break
+            want = batch
+            if count and want > <uint64_t>count - sent:
+                want = <uint64_t>count - sent
+            if paced:
+                pg_refill(&pc, now)
+                cost = pg_cost(&pc, g.next_len)
+                need = pc.quantum
+                if want * cost < need:
+                    need = want * cost
+                if need < cost:
+                    need = cost
+                if pc.tokens < need:
+                    due = now + <uint64_t>((need - pc.tokens) / pc.per_ns) + 1
+                    if dl and due > dl:
+                        due = dl
+                    pg_wait_until(due, &pc.early, &pc.sleeps)
+                    continue
+            ts = now
+            n = 0
+            for k in range(port.nic_tx):
+                r = (rr + k) % port.nic_tx
+                t = port.txr[r]
+                space = nm_ring_space(t)
+                j = t.head
+                while space and n < want:
+                    ln = g.next_len
+                    if paced:
+                        cost = pg_cost(&pc, ln)
+                        if pc.tokens < cost:
+                            break
+                        pc.tokens -= cost
+                    pg_build(g, <uint8_t *>NETMAP_BUF(t, t.slot[j].buf_idx), ln, ts)
+                    t.slot[j].len = <uint16_t>ln
+                    t.slot[j].flags = 0
+                    nbytes += ln
+                    pg_next_len(g)
+                    j = nm_ring_next(t, j)
+                    space -= 1
+                    n += 1
+                t.head = t.cur = j
+                if n >= want or (paced and pc.tokens < pg_cost(&pc, g.next_len)):
+                    break
+            rr = (rr + 1) % port.nic_tx
+            sent += n
+            if n:
+                batches += 1
+                if n > max_batch:
+                    max_batch = n
+                rc = port.c_poll(0, 0)
+            else:
+                # every TX ring is full: sleep until the backend takes some
+                full += 1
+                rc = port.c_poll(POLLOUT, wait_ms)
+            if rc < 0:
+                break
+            pg_set(c, PGC_TX_PACKETS, sent)
+            pg_set(c, PGC_TX_BYTES, nbytes)
+            pg_set(c, PGC_BATCHES, batches)
+            pg_set(c, PGC_MAX_BATCH, max_batch)
+            pg_set(c, PGC_FULL, full)
+            if paced:
+                pg_set(c, PGC_SLEEPS, pc.sleeps)
+        if rc >= 0:
+            rc = port.c_poll(0, 0)
+        pg_set(c, PGC_TX_PACKETS, sent)
+        pg_set(c, PGC_TX_BYTES, nbytes)
+        pg_set(c, PGC_T1, pg_now())
+        pg_timerslack(slack)
+    ctr.set_state("failed" if rc < 0 else "done")
+    if rc < 0:
+        port.raise_error()
+    if intr:
+        _raise_pending()
+    snap = ctr.snapshot(False)
+    return dict(packets=sent, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
+                batches=batches, max_batch=max_batch, sleeps=pc.sleeps if paced else 0,
+                ring_full=full, rate=str(r_obj) if r_obj is not None else None)
+
+
+cdef inline int _rx_sync_all(Port port) noexcept nogil:
+    cdef uint32_t i
+    cdef int ready = 0
+    for i in range(port.nic_rx):
+        if port.c_rxsync(i) < 0:
+            return -1
+        if nm_ring_space(port.rxr[i]):
+            ready = POLLIN
+    return ready
+
+
+cdef inline void _rx_publish(uint64_t *c, pg_rx *rx, uint64_t got, uint64_t nbytes) noexcept nogil:
+    pg_set(c, PGC_RX_PACKETS, got)
+    pg_set(c, PGC_RX_BYTES, nbytes)
+    pg_set(c, PGC_RX_OURS, rx.ours)
+    pg_set(c, PGC_RX_OTHER, rx.other)
+    pg_set(c, PGC_BAD_CSUM, rx.bad_csum)
+    pg_set(c, PGC_LOST, rx.span - rx.unique if rx.span > rx.unique else 0)
+    pg_set(c, PGC_REORDERED, rx.reordered)
+    pg_set(c, PGC_DUPS, rx.dups)
+
+
+cdef object _streams(pg_rx *rx):
+    cdef int i
+    cdef pg_stream *s
+    out = {}
+    for i in range(256):
+        s = rx.st[i]
+        if s == NULL:
+            continue
+        span = s.highest - s.first + 1
+        out[i] = dict(first=s.first, highest=s.highest, received=s.unique,
+                      lost=max(0, span - <int64_t>s.unique), reordered=s.reordered,
+                      duplicates=s.dups)
+    return out
+
+
+def receive(Port port, long long count=0, double seconds=0, double idle=0,
+            Counters counters=None, bint verify=True, bint busy=False, int wait_ms=100):
+    """Count what arrives on every RX ring of ``port`` until ``count``
+    packets, ``seconds``, ``idle`` seconds without a packet (after the
+    first), stop(), or the end of a capture file.
+
+    pktgen frames are checked: sequence numbers per stream (lost,
+    reordered, duplicates), IPv4/UDP checksums (``verify``), and the send
+    timestamp gives a one-way latency (meaningful when the sender runs on
+    this host: it is CLOCK_MONOTONIC).  ``busy``: spin on rxsync instead of
+    sleeping in poll.
+
+    Returns dict(packets, bytes, seconds, first_to_last, pktgen, other,
+    bad_csum, lost, reordered, duplicates, streams, latency)."""
+    cdef Counters ctr = _counters(counters)
+    cdef uint64_t *c = ctr.ptr()
+    cdef pg_rx *rx = <pg_rx *>calloc(1, sizeof(pg_rx))
+    cdef uint64_t now, dl, got = 0, nbytes = 0, last = 0, first = 0, idle_ns, next_check
+    cdef uint32_t i, j, n
+    cdef int rc = 0, intr = 0
+    cdef netmap_ring *r
+    if rx == NULL:
+        raise MemoryError()
+    if port.closed:
+        free(rx)
+        raise ValueError("port %s is closed" % (port.name,))
+    if port.nic_rx == 0:
+        free(rx)
+        raise ValueError("%s has no RX ring: open it for reception (not /T)" % (port.name,))
+    rx.verify = verify
+    idle_ns = <uint64_t>(idle * 1e9) if idle > 0 else 0
+    ctr.set_state("running")
+    try:
+        with nogil:
+            now = pg_now()
+            pg_set(c, PGC_T0, now)
+            dl = _deadline(seconds, now)
+            next_check = now + 100000000
+            while not _stopped(c):
+                if count and got >= <uint64_t>count:
+                    break
+                now = pg_now()
+                if dl and now >= dl:
+                    break
+                if idle_ns and got and now - last >= idle_ns:
+                    break
+                if now >= next_check:
+                    next_check = now + 100000000
+                    if _check_signals():
+                        intr = 1
+                        break
+                if busy:
+                    rc = _rx_sync_all(port)
+                    if rc == 0:
+                        if port.eof:
+                            break
+                        pg_relax()
+                        continue
+                else:
+                    rc = port.c_poll(POLLIN, wait_ms)
+                if rc < 0:
+                    break
+                if rc == 0:
+                    if port.eof:
+                        break
+                    continue
+                now = pg_now()
+                for i in range(port.nic_rx):
+                    r = port.rxr[i]
+                    j = r.head
+                    n = nm_ring_space(r)
+                    if count and n > <uint64_t>count - got:
+                        n = <uint32_t>(<uint64_t>count - got)
+                    while n:
+                        pg_rx_frame(rx, c, <const uint8_t *>NETMAP_BUF(r, r.slot[j].buf_idx),
+                                    r.slot[j].len, now)
+                        nbytes += r.slot[j].len
+                        got += 1
+                        j = nm_ring_next(r, j)
+                        n -= 1
+                    r.head = r.cur = j
+                if got and first == 0:
+                    first = now
+                last = now
+                _rx_publish(c, rx, got, nbytes)
+            if rc >= 0:
+                for i in range(port.nic_rx):
+                    if port.c_rxsync(i) < 0:
+                        rc = -1
+                        break
+            _rx_publish(c, rx, got, nbytes)
+            pg_set(c, PGC_T1, pg_now())
+        ctr.set_state("failed" if rc < 0 else "done")
+        if rc < 0:
+            port.raise_error()
+        if intr:
+            _raise_pending()
+        snap = ctr.snapshot()
+        return dict(packets=got, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
+                    first_to_last=(last - first) / 1e9 if got else 0.0,
+                    pktgen=rx.ours, other=rx.other, bad_csum=rx.bad_csum,
+                    lost=snap["lost"], reordered=rx.reordered, duplicates=rx.dups,
+                    streams=_streams(rx), latency=rtt_summary(snap))
+    finally:
+        pg_rx_free(rx)
+        free(rx)
+
+
+cdef inline bint memcmp6(const uint8_t *a, const uint8_t *b) noexcept nogil:
+    cdef int i
+    for i in range(6):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=None,
+         double timeout=1.0, Counters counters=None, bint busy=False):
+    """Round trips: send one timestamped probe (a frame of ``gen`` marked
+    as a ping), wait up to ``timeout`` seconds for its echo (a frame
+    carrying the probe's stream and sequence number, addressed to our
+    source MAC), then the next.  ``rate`` spaces the probes out (at most
+    that many per second).  ``busy`` spins on rxsync instead of sleeping in
+    poll (lower, steadier RTTs at the cost of a CPU).
+
+    Returns dict(probes, replies, lost, late, seconds, rtt) with rtt
+    min/avg/max/p50/p99/p999 in ns; the histogram is in the counters."""
+    cdef Counters ctr = _counters(counters)
+    cdef uint64_t *c = ctr.ptr()
+    cdef pg_gen *g = &gen.g
+    cdef uint64_t now, dl, ts, sent = 0, replies = 0, lost = 0, late = 0, nbytes = 0
+    cdef uint64_t deadline, tmo = <uint64_t>(timeout * 1e9), next_due = 0, interval = 0
+    cdef uint64_t next_check, sleeps = 0, rts, got_pk = 0, got_bytes = 0
+    cdef int64_t early = 5000
+    cdef uint32_t probe, i, j, ln, wait
+    cdef int rc = 0, intr = 0, p
+    cdef bint answered
+    cdef netmap_ring *t
+    cdef netmap_ring *r
+    cdef const uint8_t *b
+    cdef long slack
+    cdef uint8_t mymac[6]
+    cdef double rv = 0
+    cdef int bits = 0
+    r_obj = _rate_args(rate, gen, &rv, &bits)
+    if rv > 0:
+        interval = <uint64_t>(1e9 / rv * (gen.sizes.mean() * 8 if bits else 1))
+    _check_fits(port, g.maxlen)
+    if port.nic_rx == 0:
+        raise ValueError("%s has no RX ring: ping needs both directions" % (port.name,))
+    if timeout <= 0:
+        raise ValueError("timeout must be more than 0 seconds")
+    memcpy(mymac, <const char *>gen.src_mac, 6)
+    gen._set_flags(PG_F_PING)
+    ctr.set_state("running")
+    try:
+        with nogil:
+            slack = pg_timerslack(1)
+            now = pg_now()
+            pg_set(c, PGC_T0, now)
+            dl = _deadline(seconds, now)
+            next_check = now + 100000000
+            while not _stopped(c):
+                now = pg_now()
+                if count and sent >= <uint64_t>count:
+                    break
+                if dl and now >= dl:
+                    break
+                if now >= next_check:
+                    next_check = now + 100000000
+                    if _check_signals():
+                        intr = 1
+                        break
+                if next_due and now < next_due:
+                    pg_wait_until(next_due if not dl or next_due < dl else dl, &early, &sleeps)
+                    continue
+                t = port.txr[0]
+                if nm_ring_space(t) == 0:
+                    rc = port.c_poll(POLLOUT, 100)
+                    if rc < 0:
+                        break
+                    continue
+                # drop what arrived before this probe (stale echoes)
+                rc = _rx_sync_all(port)
+                if rc < 0:
+                    break
+                for i in range(port.nic_rx):
+                    r = port.rxr[i]
+                    got_pk += nm_ring_space(r)
+                    r.head = r.cur = r.tail
+                probe = g.seq
+                ln = g.next_len
+                j = t.head
+                ts = pg_now()
+                pg_build(g, <uint8_t *>NETMAP_BUF(t, t.slot[j].buf_idx), ln, ts)
+                t.slot[j].len = <uint16_t>ln
+                t.slot[j].flags = 0
+                pg_next_len(g)
+                t.head = t.cur = nm_ring_next(t, j)
+                if port.c_txsync(0) < 0:
+                    rc = -1
+                    break
+                sent += 1
+                nbytes += ln
+                if interval:
+                    next_due = ts + interval
+                deadline = ts + tmo
+                answered = False
+                while not answered and not _stopped(c):
+                    now = pg_now()
+                    if now >= deadline:
+                        break
+                    if busy:
+                        rc = _rx_sync_all(port)
+                        if rc == 0:
+                            pg_relax()
+                            continue
+                    else:
+                        wait = <uint32_t>((deadline - now + 999999) // 1000000)
+                        if wait > 100:
+                            wait = 100
+                        rc = port.c_poll(POLLIN, wait)
+                    if rc < 0:
+                        break
+                    if rc == 0:
+                        continue
+                    rts = pg_now()
+                    for i in range(port.nic_rx):
+                        r = port.rxr[i]
+                        j = r.head
+                        while j != r.tail:
+                            b = <const uint8_t *>NETMAP_BUF(r, r.slot[j].buf_idx)
+                            got_pk += 1
+                            got_bytes += r.slot[j].len
+                            p = pg_parse(b, r.slot[j].len)
+                            if p >= 0 and b[p + 2] == g.stream and (b[p + 3] & PG_F_PING) and \
+                                    memcmp6(b, mymac):
+                                if pg_get32(b + p + 4) == probe and pg_get64(b + p + 8) == ts:
+                                    answered = True
+                                    pg_sample(c, rts - ts)
+                                else:
+                                    late += 1
+                            j = nm_ring_next(r, j)
+                        r.head = r.cur = j
+                if rc < 0:
+                    break
+                if answered:
+                    replies += 1
+                else:
+                    lost += 1
+                pg_set(c, PGC_PROBES, sent)
+                pg_set(c, PGC_TX_PACKETS, sent)
+                pg_set(c, PGC_TX_BYTES, nbytes)
+                pg_set(c, PGC_RX_PACKETS, got_pk)
+                pg_set(c, PGC_RX_BYTES, got_bytes)
+                pg_set(c, PGC_PROBES_LOST, lost)
+                pg_set(c, PGC_LATE, late)
+                pg_set(c, PGC_SLEEPS, sleeps)
+            pg_set(c, PGC_PROBES, sent)
+            pg_set(c, PGC_PROBES_LOST, lost)
+            pg_set(c, PGC_T1, pg_now())
+            pg_timerslack(slack)
+    finally:
+        gen._set_flags(0)
+    ctr.set_state("failed" if rc < 0 else "done")
+    if rc < 0:
+        port.raise_error()
+    if intr:
+        _raise_pending()
+    snap = ctr.snapshot()
+    return dict(probes=sent, replies=replies, lost=lost, late=late,
+                seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9, rtt=rtt_summary(snap))
+
+
+def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
+         bint busy=False, int wait_ms=100):
+    """Reflect every frame received back out of the same port: MACs
+    swapped, and IPv4/IPv6 addresses and UDP/TCP ports swapped (checksums
+    stay right), payload untouched.  Zero copy (buffer swap) from RX ring i
+    to TX ring i (mod the TX rings).  Frames wait in the RX ring while the
+    TX ring is full (none dropped here).  Until ``count`` reflected,
+    ``seconds``, or stop().
+
+    Returns dict(reflected, bytes, seconds)."""
+    cdef Counters ctr = _counters(counters)
+    cdef uint64_t *c = ctr.ptr()
+    cdef uint64_t now, dl, done = 0, nbytes = 0, next_check, got = 0
+    cdef uint32_t i, j, k, n, m
+    cdef int rc = 0, intr = 0, ev
+    cdef bint pending = False
+    cdef netmap_ring *rx
+    cdef netmap_ring *tx
+    if port.closed:
+        raise ValueError("port %s is closed" % (port.name,))
+    if port.nic_rx == 0 or port.nic_tx == 0:
+        raise ValueError("%s: pong needs RX and TX rings" % (port.name,))
+    ctr.set_state("running")
+    with nogil:
+        now = pg_now()
+        pg_set(c, PGC_T0, now)
+        dl = _deadline(seconds, now)
+        next_check = now + 100000000
+        while not _stopped(c):
+            if count and done >= <uint64_t>count:
+                break
+            now = pg_now()
+            if dl and now >= dl:
+                break
+            if now >= next_check:
+                next_check = now + 100000000
+                if _check_signals():
+                    intr = 1
+                    break
+            if busy:
+                rc = _rx_sync_all(port)
+                if rc == 0 and not pending:
+                    pg_relax()
+                    continue
+            else:
+                ev = POLLOUT if pending else POLLIN
+                rc = port.c_poll(ev, wait_ms)
+                if rc >= 0 and pending:
+                    rc = _rx_sync_all(port)
+            if rc < 0:
+                break
+            pending = False
+            for i in range(port.nic_rx):
+                rx = port.rxr[i]
+                tx = port.txr[i % port.nic_tx]
+                n = nm_ring_space(rx)
+                m = nm_ring_space(tx)
+                if n > m:
+                    n = m
+                    pending = True
+                if count and n > <uint64_t>count - done:
+                    n = <uint32_t>(<uint64_t>count - done)
+                j = rx.head
+                for k in range(n):
+                    pg_reflect(<uint8_t *>NETMAP_BUF(rx, rx.slot[j].buf_idx), rx.slot[j].len)
+                    nbytes += rx.slot[j].len
+                    j = nm_ring_next(rx, j)
+                got += n
+                done += ring_move(rx, tx, n, True)
+            rc = port.c_poll(0, 0)
+            if rc < 0:
+                break
+            pg_set(c, PGC_REFLECTED, done)
+            pg_set(c, PGC_RX_PACKETS, got)
+            pg_set(c, PGC_RX_BYTES, nbytes)
+            pg_set(c, PGC_TX_PACKETS, done)
+            pg_set(c, PGC_TX_BYTES, nbytes)
+        if rc >= 0:
+            rc = port.c_poll(0, 0)
+        pg_set(c, PGC_T1, pg_now())
+    ctr.set_state("failed" if rc < 0 else "done")
+    if rc < 0:
+        port.raise_error()
+    if intr:
+        _raise_pending()
+    snap = ctr.snapshot(False)
+    return dict(reflected=done, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9)
+
+
+def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None,
+           long long count=0, double seconds=0, uint32_t batch=512,
+           Counters counters=None, int wait_ms=100):
+    """Send the frames of a capture (``src``, a ``pcap:`` port opened for
+    reading) out of ``dst``, in order:
+
+    - ``timing=True``: at the recorded times, divided by ``speed`` (2.0:
+      twice as fast); the first frame leaves at once.  Frames recorded out
+      of order in time leave right after their predecessor.
+    - ``rate``: at a fixed rate instead (pps or bps, paced as transmit()).
+    - neither (timing=False, rate=None): as fast as dst takes them.
+
+    Returns dict(packets, bytes, seconds, late) where ``late`` counts
+    frames that left more than 1 ms after their due time."""
+    cdef Counters ctr = _counters(counters)
+    cdef uint64_t *c = ctr.ptr()
+    cdef double rv = 0, cost
+    cdef int bits = 0, rc = 0, intr = 0
+    cdef pg_pacer pc
+    cdef uint64_t now, dl, t0 = 0, cap0 = 0, cap, due = 0, prev_due = 0, sent = 0, nbytes = 0
+    cdef uint64_t late = 0, next_check, sleeps = 0, pend = 0
+    cdef int64_t early = 5000
+    cdef uint32_t j
+    cdef bint started = False, paced
+    cdef netmap_ring *r
+    cdef netmap_ring *t
+    cdef long slack
+    cdef bint swap = src.mem is dst.mem
+    r_obj = None
+    memset(&pc, 0, sizeof(pc))
+    if rate is not None and rate != 0:
+        r_obj = parse_rate(rate)
+        rv = r_obj.value
+        bits = r_obj.unit == "bps"
+        timing = False
+    paced = rv > 0
+    if timing and not (speed > 0 and math.isfinite(speed)):
+        raise ValueError("speed must be a positive factor (2.0: twice as fast), not %r" % speed)
+    if src.closed or src.nic_rx == 0 or src.ts_ns == NULL:
+        raise ValueError("replay() reads a capture opened for reading (pcap:FILE)")
+    _check_fits(dst, 0)
+    ctr.set_state("running")
+    with nogil:
+        slack = pg_timerslack(1)
+        now = pg_now()
+        pg_set(c, PGC_T0, now)
+        dl = _deadline(seconds, now)
+        next_check = now + 100000000
+        if paced:
+            pg_pacer_init(&pc, rv, bits, 50000.0, 1514, batch, now)
+        r = src.rxr[0]
+        t = dst.txr[0]
+        while not _stopped(c):
+            if count and sent >= <uint64_t>count:
+                break
+            now = pg_now()
+            if dl and now >= dl:
+                break
+            if now >= next_check:
+                next_check = now + 100000000
+                if _check_signals():
+                    intr = 1
+                    break
+            if r.head == r.tail:
+                if pend:
+                    rc = dst.c_poll(0, 0)
+                    pend = 0
+                    if rc < 0:
+                        break
+                if src.eof:
+                    break
+                if src.c_rxsync(0) < 0:
+                    rc = -2
+                    break
+                continue
+            if nm_ring_space(t) == 0:
+                rc = dst.c_poll(POLLOUT, wait_ms)
+                pend = 0
+                if rc < 0:
+                    break
+                continue
+            j = r.head
+            if r.slot[j].len > t.nr_buf_size:
+                rc = -3
+                break
+            if timing:
+                cap = src.ts_ns[j]
+                if not started:
+                    started = True
+                    t0 = now
+                    cap0 = cap
+                due = t0 + (<uint64_t>((cap - cap0) / speed) if cap > cap0 else 0)
+                if due < prev_due:
+                    due = prev_due
+                if due > now:
+                    if pend:
+                        rc = dst.c_poll(0, 0)
+                        pend = 0
+                        if rc < 0:
+                            break
+                    pg_wait_until(due if not dl or due < dl else dl, &early, &sleeps)
+                    now = pg_now()
+                    if now < due:
+                        continue
+                elif now - due > 1000000:
+                    late += 1
+                prev_due = due
+            elif paced:
+                pg_refill(&pc, now)
+                cost = pg_cost(&pc, r.slot[j].len)
+                if pc.tokens < cost:
+                    if pend:
+                        rc = dst.c_poll(0, 0)
+                        pend = 0
+                        if rc < 0:
+                            break
+                    due = now + <uint64_t>((cost - pc.tokens) / pc.per_ns) + 1
+                    pg_wait_until(due if not dl or due < dl else dl, &pc.early, &pc.sleeps)
+                    continue
+                pc.tokens -= cost
+            nbytes += r.slot[j].len
+            ring_move(r, t, 1, swap)
+            sent += 1
+            pend += 1
+            if pend >= batch or nm_ring_space(t) == 0:
+                rc = dst.c_poll(0, 0)
+                pend = 0
+                if rc < 0:
+                    break
+            pg_set(c, PGC_TX_PACKETS, sent)
+            pg_set(c, PGC_TX_BYTES, nbytes)
+            pg_set(c, PGC_LATE, late)
+        if rc >= 0:
+            rc = dst.c_poll(0, 0)
+        pg_set(c, PGC_TX_PACKETS, sent)
+        pg_set(c, PGC_TX_BYTES, nbytes)
+        pg_set(c, PGC_SLEEPS, sleeps + (pc.sleeps if paced else 0))
+        pg_set(c, PGC_T1, pg_now())
+        pg_timerslack(slack)
+    ctr.set_state("failed" if rc < 0 else "done")
+    if rc == -2:
+        src.raise_error()
+    if rc == -3:
+        raise ValueError("%s: a %d-byte frame does not fit the %d-byte buffers of %s" % (
+            src.name, r.slot[r.head].len, t.nr_buf_size, dst.name))
+    if rc < 0:
+        dst.raise_error()
+    if intr:
+        _raise_pending()
+    snap = ctr.snapshot(False)
+    return dict(packets=sent, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
+                late=late, mode="timing x%g" % speed if timing else
+                ("rate %s" % r_obj if paced else "as fast as possible"))
