@@ -24,6 +24,7 @@ extensions = [
     ext("netmapy.backends.pipe"),
     ext("netmapy.backends.packet"),
     ext("netmapy.backends.pcap", ["pcap"]),
+    ext("netmapy.backends.netmap"),
     ext("middlebox.filter", ["pcap"]),
     ext("middlebox.loop", ["pcap"]),
     ext("middlebox.lb", ["pcap"]),

@@ -530,6 +530,10 @@ cdef class Port:
             )
         return self._rings
 
+    def _all_rx(self):
+        r = self._ring_objects()
+        return r[1] + r[3]
+
     @property
     def tx_rings(self):
         """The NIC (or pipe, or file) TX rings."""
@@ -616,20 +620,23 @@ cdef class Port:
         cdef uint32_t i, ri, n
         cdef int t = _timeout_ms(timeout), rc = 0
         cdef netmap_ring *r
+        cdef uint32_t nr = self.nic_rx or self.host_rx   # host rings when no NIC ring
         self._check_open()
         self._end_batch()
+        if nr == 0:
+            raise ValueError("%s has no RX ring to receive from (opened TX-only?)" % (self.name,))
         if max == 0:
             return Batch._make(self, 0, 0, 0)
         while True:
-            for i in range(self.nic_rx):
-                ri = (self.rr + i) % self.nic_rx
+            for i in range(nr):
+                ri = (self.rr + i) % nr
                 r = self.rxr[ri]
                 if nm_ring_empty(r):
                     continue
                 n = nm_ring_space(r)
                 if n > max:
                     n = max
-                self.rr = (ri + 1) % self.nic_rx
+                self.rr = (ri + 1) % nr
                 self.batch_ring = ri
                 self.batch_end = (r.head + n) % r.num_slots
                 return Batch._make(self, ri, r.head, n)
@@ -663,7 +670,10 @@ cdef class Port:
         cdef bint swap
         cdef int tm = _timeout_ms(timeout), rc
         cdef nm_kring *k
+        cdef uint32_t nt = self.nic_tx or self.host_tx
         src._check_open()
+        if nt == 0:
+            raise ValueError("%s has no TX ring to send on (opened RX-only?)" % (self.name,))
         if b.n == 0:
             return 0
         swap = src.mem is self.mem
@@ -682,12 +692,12 @@ cdef class Port:
         while b.n:
             left = b.n
             moved = 0
-            for j in range(self.nic_tx):
-                t = self.txr[(tj + j) % self.nic_tx]
+            for j in range(nt):
+                t = self.txr[(tj + j) % nt]
                 moved += ring_move(r, t, left - moved, swap)
                 if moved == left:
                     break
-            tj = (tj + 1) % self.nic_tx
+            tj = (tj + 1) % nt
             b.start = r.head
             b.n -= moved
             sent += moved
@@ -705,14 +715,17 @@ cdef class Port:
         cdef uint32_t sent = 0, j, ti = 0, pending = 0
         cdef int tm = _timeout_ms(timeout), rc
         cdef Py_ssize_t ln
+        cdef uint32_t nt = self.nic_tx or self.host_tx   # host rings when no NIC ring
+        if nt == 0:
+            raise ValueError("%s has no TX ring to send on (opened RX-only?)" % (self.name,))
         for p in packets:
             view = _as_bytes_view(p)
             ln = view.shape[0]
             while True:
                 t = NULL
-                for j in range(self.nic_tx):
-                    if nm_ring_space(self.txr[(ti + j) % self.nic_tx]):
-                        t = self.txr[(ti + j) % self.nic_tx]
+                for j in range(nt):
+                    if nm_ring_space(self.txr[(ti + j) % nt]):
+                        t = self.txr[(ti + j) % nt]
                         break
                 if t != NULL:
                     break
@@ -1297,12 +1310,12 @@ cdef class Batch:
             i += self.n
         if i < 0 or i >= self.n:
             raise IndexError("packet %d outside the batch of %d" % (i, self.n))
-        return Slot._make(self.port.rx_rings[self.ring], (self.start + i) % r.num_slots)
+        return Slot._make(self.port._all_rx()[self.ring], (self.start + i) % r.num_slots)
 
     def __iter__(self):
         cdef uint32_t j
         cdef netmap_ring *r = self._r()
-        ring = self.port.rx_rings[self.ring]
+        ring = self.port._all_rx()[self.ring]
         for j in range(self.n):
             yield Slot._make(ring, (self.start + j) % r.num_slots)
 
@@ -1356,7 +1369,7 @@ cdef class Batch:
         r = self.port.rxr[self.ring]
         if r.head != self.start:
             raise ValueError("this batch is no longer at the head of its ring")
-        rings = self.port.rx_rings
+        rings = self.port._all_rx()
         (<Ring>rings[self.ring]).head = (self.start + self.n) % r.num_slots
         if self.port.batch_ring == self.ring:
             self.port.batch_ring = -1

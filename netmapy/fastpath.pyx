@@ -202,7 +202,7 @@ def forward(Port src, Port dst, long long count=0, double seconds=0,
                         if rc < 0:
                             which = 2
                             break
-                        if _stop:
+                        if _stop or (dl and monotonic_ms() >= dl):
                             break
                 if rc < 0:
                     break

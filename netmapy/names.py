@@ -88,10 +88,10 @@ and ``sys/dev/netmap/netmap_bdg.c``):
   brace, netmapy only a number (as the older ``nm_open`` did).  Pipes are
   accepted for the ``netmap:``, ``vale`` and ``pipe:`` backends.
 * ``~N`` is the single-RX-queue spelling of CloudFlare's netmap patch: only
-  RX queue N is taken from the kernel.  Upstream netmap has no such mode;
-  ``PortName.upstream()`` gives the nearest upstream spelling, ``-N/R``
-  (which still detaches the whole NIC from the host stack).  ``~N`` rules
-  out the ``T`` flag.
+  RX queue N is taken from the kernel.  Upstream netmap spells the same
+  request ``-N/R`` (since December 2015, rings that are not requested stay
+  with the host stack: docs/netmap-abi.md), which ``PortName.upstream()``
+  gives.  ``~N`` rules out the ``T`` flag.
 * Flags.  libnetmap knows exactly ``x`` (exclusive), ``z`` (zero-copy
   monitor), ``t`` / ``r`` (copy monitor of TX / RX), ``R`` / ``T`` (bind RX /
   TX rings only).  It ORs repeated letters together and so does netmapy:

@@ -605,6 +605,17 @@ def run(args):
     n = len(names)
     rep = Reporter(args)
     counters = [pktgen.Counters() for _ in range(n)]
+    # Ctrl-C / SIGTERM ask the workers to stop (they then report "done" and
+    # the summary follows).  No exception is raised from the handler: one
+    # raised inside Queue.get can leave the queue's lock held (a hang).
+    stop_requested = []
+
+    def on_stop(signum, frame):
+        stop_requested.append(signum)
+        for c in counters:
+            c.stop()
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
     if n == 1:
         events, go = queue.Queue(), threading.Event()
         workers = [threading.Thread(target=_run_worker, args=(plan, 0, counters[0], events, go),
@@ -768,6 +779,7 @@ def run(args):
             if isinstance(w, mp.process.BaseProcess) and w.is_alive():
                 w.terminate()
                 w.join(2)
+    interrupted = interrupted or bool(stop_requested)
     if error:
         raise cli.CliError(error)
     if any(i is None for i in infos):
