@@ -257,11 +257,15 @@ def stage(Port lo, Port out, Filter f, counters, Port hi=None, uint32_t budget=6
     cdef int last = 0, rc, busy
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
+    cdef uint64_t drain_end = 0
     cv[W_STATE] = 1
     ports = [lo, out] + ([hi] if hi is not None else [])
     while True:
-        if _stop or (deadline and _now_ns() >= deadline):
+        if not last and (_stop or (deadline and _now_ns() >= deadline)):
             last = 1
+            drain_end = _now_ns() + 1000000000ULL     # at most 1 s to drain
+        if last and _now_ns() >= drain_end:
+            break
         with nogil:
             rc = 0
             if hi is not None and hi.c_rxsync(0) < 0:
@@ -312,10 +316,14 @@ def merge(list ins, Port out, counters, int wait_ms=100, double seconds=0):
     cdef netmap_ring *rx
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
+    cdef uint64_t drain_end = 0
     cv[W_STATE] = 1
     while True:
-        if _stop or (deadline and _now_ns() >= deadline):
+        if not last and (_stop or (deadline and _now_ns() >= deadline)):
             last = 1
+            drain_end = _now_ns() + 1000000000ULL     # at most 1 s to drain
+        if last and _now_ns() >= drain_end:
+            break
         busy = 0
         for p in ins:
             if p.c_rxsync(0) < 0:

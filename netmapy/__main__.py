@@ -30,7 +30,9 @@ def build_parser():
     s.add_argument("port")
     s.add_argument("--netns", help="open it inside this network namespace (ip netns name)")
     s.add_argument("--json", action="store_true", help="print JSON")
-    sub.add_parser("pipes", help="list pipe domains and the pipes in use")
+    s = sub.add_parser("pipes", help="list pipe domains and the pipes in use")
+    s.add_argument("--clean", action="store_true",
+                   help="free pipes whose processes are all gone, remove empty domains")
     s = sub.add_parser("recv", help="receive packets and print one line each")
     s.add_argument("port")
     s.add_argument("-c", "--count", type=int, default=0, help="stop after COUNT packets")
@@ -80,6 +82,9 @@ def _info(args):
 def _pipes(args):
     from .backends import pipe
     d = pipe.rundir()
+    if args.clean:
+        for parent, freed, removed in pipe.clean_stale():
+            print("%s: freed %d stale pipe(s)%s" % (parent, freed, ", domain removed" if removed else ""))
     doms = pipe.list_domains()
     if not doms:
         print("no pipe domains in %s" % d)

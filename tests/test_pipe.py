@@ -235,3 +235,26 @@ def test_bad_pipe_names():
         netmapy.open("pipe:x")
     with pytest.raises(ValueError, match="memory"):
         netmapy.open("pipe:x{1@3")
+
+
+def test_clean_stale_pipes(private_rundir):
+    """Pipes whose processes were all killed are freed by `netmapy pipes
+    --clean`; a pipe with a live end is kept."""
+    name = _unique()
+    code = ("import netmapy, time\n"
+            "a = netmapy.open('pipe:%s{1'); b = netmapy.open('pipe:%s}1')\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n" % (name, name))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    assert child.stdout.readline().strip() == b"ready"
+    child.kill()
+    child.wait()
+    keep = _unique()
+    with netmapy.open("pipe:%s{1" % keep):
+        out = subprocess.run([sys.executable, "-m", "netmapy", "pipes", "--clean"],
+                             capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "%s: freed 1 stale pipe(s), domain removed" % name in out.stdout
+        assert not os.path.exists(os.path.join(private_rundir, name + ".mem"))
+        assert os.path.exists(os.path.join(private_rundir, keep + ".mem"))

@@ -489,6 +489,44 @@ def open_port(name, **kw):
     return port
 
 
+def clean_stale():
+    """Free the pipes whose ends are all closed or dead (their processes were
+    killed), and remove domains left without pipes.  Returns
+    [(parent, pipes freed, domain removed)].  Pipes with a live end are kept
+    (packets in flight wait for a restarted peer)."""
+    cdef Domain dom
+    cdef nmp_pipe *p
+    out = []
+    for parent in list_domains():
+        with _Locked(parent) as lk:
+            if lk.created:              # an empty file: nothing in it
+                os.unlink(lk.path)
+                out.append((parent, 0, True))
+                continue
+            try:
+                dom = _domain_for(lk, DEFAULT_SLOTS, DEFAULT_BUF_SIZE, DEFAULT_MAX_PIPES, False)
+            except BackendError:
+                continue
+            freed = 0
+            for i in range(dom.d.max_pipes):
+                p = nmp_pipe_at(dom.d, i)
+                if p.in_use and not _alive(p.end[0].pid, p.end[0].starttime) and \
+                        not _alive(p.end[1].pid, p.end[1].starttime):
+                    pid = p.id
+                    dom._free_pipe(i)
+                    for c in "ms":
+                        try:
+                            os.unlink(os.path.join(lk.dir, "%s.%d.%s" % (parent, pid, c)))
+                        except FileNotFoundError:
+                            pass
+                    freed += 1
+            removed = dom.d.pipes_in_use == 0
+            if removed:
+                os.unlink(lk.path)
+            out.append((parent, freed, removed))
+    return out
+
+
 def list_domains():
     """[(parent, path, pipes in use)] for the domains in the run directory."""
     out = []
