@@ -51,12 +51,12 @@ def _pipe_forwarder(mode, parent, seconds, cpu, ready, out, slots):
         n = fastpath.forward(a, b, seconds=seconds)["packets"]
     elif mode == "batch":
         while time.perf_counter() - t0 < seconds:
-            n += b.send(a.recv(1024, timeout=0.1))
+            n += b.send(a.recv(1024, timeout=0.1), timeout=0.1)
     elif mode == "python":
         rr, tr = a.rx_ring, b.tx_ring
         while time.perf_counter() - t0 < seconds:
             a.poll(timeout=0.1)
-            while rr.head != rr.tail:
+            while rr.head != rr.tail and time.perf_counter() - t0 < seconds:
                 if not tr.space():
                     b.poll(netmapy.POLLOUT, timeout=0.1)
                     continue
@@ -87,7 +87,7 @@ def bench_pipe(seconds=3.0, repeat=3, slots=1024):
         for r in range(repeat):
             parent = "bench%d%s%d" % (os.getpid(), mode, r)
             ready, out = ctx.Event(), ctx.Queue()
-            p = ctx.Process(target=_pipe_forwarder,
+            p = ctx.Process(target=_pipe_forwarder, daemon=True,
                             args=(mode, parent, seconds + 0.5, 1 % ncpu, ready, out, slots))
             p.start()
             os.sched_setaffinity(0, {0})
@@ -113,11 +113,26 @@ def bench_pipe(seconds=3.0, repeat=3, slots=1024):
 
 
 # ------------------------------------------------------------------ packet
-def _netsniff_capture(lab, ns, ifname, seconds, cpu):
-    """netsniff-ng capturing into /dev/null; returns packets it captured."""
+def _packet_sockets(lab, ns):
+    """Lines of /proc/net/packet in a namespace (one per packet socket)."""
+    out = lab.run(ns, ["cat", "/proc/net/packet"]).stdout
+    out = out if isinstance(out, str) else out.decode()
+    return len(out.strip().splitlines()) - 1
+
+
+def _netsniff_capture(lab, ns, ifname, seconds, cpu, started):
+    """netsniff-ng capturing into /dev/null; returns (packets captured,
+    packets incoming) from its own statistics.  `started` is set once its
+    packet socket exists (it takes a moment to set up its ring)."""
+    before = _packet_sockets(lab, ns)
     argv = ["timeout", "-s", "INT", "%g" % seconds, "netsniff-ng", "--in", ifname, "--out",
-            "/dev/null", "--silent", "--bind-cpu", str(cpu), "--no-sock-mem"]
+            "/dev/null", "--silent", "--bind-cpu", str(cpu), "--no-sock-mem", "-Q"]
     p = lab.exec(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and _packet_sockets(lab, ns) <= before:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    started.set()
     out = p.communicate(timeout=seconds + 20)[0]
     m = re.search(r"(\d+)\s+packets passed filter", out)
     inc = re.search(r"(\d+)\s+packets incoming", out)
@@ -142,10 +157,14 @@ def _tx_netmapy(ns, ifname, seconds, cpu, out):
     import netmapy
     from netmapy import fastpath
     os.sched_setaffinity(0, {cpu})
-    with netmapy.open("packet:%s/T" % ifname, netns=ns) as p:
-        c0 = time.process_time()
-        r = fastpath.transmit(p, FRAME60, seconds=seconds)
-        r["cpu"] = time.process_time() - c0
+    try:
+        with netmapy.open("packet:%s/T" % ifname, netns=ns) as p:
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            r = fastpath.transmit(p, FRAME60, seconds=seconds)
+            r["cpu"] = time.process_time() - c0
+    except OSError as e:
+        r = dict(error=str(e), packets=0, seconds=time.perf_counter() - t0)
     out.put(r)
 
 
@@ -189,10 +208,12 @@ def bench_packet(seconds=5.0, repeat=3):
             c0 = lab.counters(ln.mbox_ns, ln.mbox_in)["rx_packets"]
             import threading
             box = {}
+            started = threading.Event()
             th = threading.Thread(target=lambda: box.update(
-                v=_netsniff_capture(lab, ln.mbox_ns, ln.mbox_in, seconds + 1.0, rxcpu)))
+                v=_netsniff_capture(lab, ln.mbox_ns, ln.mbox_in, seconds + 3.0, rxcpu, started)))
             th.start()
-            time.sleep(0.5)
+            started.wait(15)
+            c0 = lab.counters(ln.mbox_ns, ln.mbox_in)["rx_packets"]
             g = lab.trafgen(0, seconds=seconds, cpu=0)
             g.wait()
             th.join()
@@ -210,6 +231,8 @@ def bench_packet(seconds=5.0, repeat=3):
             p.start()
             tx = out.get(timeout=seconds + 30)
             p.join(10)
+            if tx.get("error"):
+                log("  packet TX run %d failed: %s" % (r + 1, tx["error"]))
             time.sleep(0.3)
             c1 = lab.counters(ln.mbox_ns, ln.mbox_in)["rx_packets"]
             res["tx_netmapy"].append(dict(sent=tx["packets"], delivered=c1 - c0,

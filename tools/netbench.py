@@ -324,6 +324,23 @@ class Custom(Middlebox):
         self.procs = []
 
 
+class PyMmapBridge(Custom):
+    """The pure-Python TPACKET bridge (tools/pymmap_bridge.py): the reference
+    for a Python-function netmapy bridge."""
+    name = "python-mmap"
+
+    def start(self, lab):
+        for ln in lab.lines:
+            argv = ["taskset", "-c", str(self.args.mbox_cpu), sys.executable,
+                    os.path.join(REPO, "tools", "pymmap_bridge.py"), ln.mbox_in, ln.mbox_out]
+            self.procs.append(lab.exec("mbox", argv, start_new_session=True,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        time.sleep(1.0)
+        for p in self.procs:
+            if p.poll() is not None:
+                raise cli.CliError("pymmap_bridge exited: %s" % p.stderr.read()[-300:])
+
+
 def registry(args):
     mbs = {
         "none": lambda: NoMiddlebox(args),
@@ -335,6 +352,7 @@ def registry(args):
         "netmapy-python": lambda: NetmapyBridge(args, args.python_backend, python=True),
         "testpmd-af_packet": lambda: Testpmd(args, "af_packet"),
         "testpmd-af_xdp": lambda: Testpmd(args, "af_xdp"),
+        "python-mmap": lambda: PyMmapBridge(args),
         "custom": lambda: Custom(args),
     }
     avail = {
