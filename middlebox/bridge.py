@@ -172,6 +172,11 @@ def run(args, out=sys.stdout):
     # open the ports once here, so a bad interface is one error line now
     with netmapy.open(specs[0]["ports"][0], netns=args.netns) as p0:
         backend = p0.backend
+    if backend != "packet":
+        # AF_XDP and netmap see every frame the NIC accepts: promiscuity is an
+        # interface setting there (preflight reports it), not a socket option
+        for s in specs:
+            s["open_kw"].pop("promisc", None)
     print("netmapy-bridge: %s <-> %s, %d worker(s), %s backend, CPUs %s" % (
         args.if_a, args.if_b or "host stack", len(specs), backend,
         ",".join(str(s["cpu"]) for s in specs)), file=sys.stderr)

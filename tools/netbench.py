@@ -169,9 +169,11 @@ class XdpRedirect(Middlebox):
                 subprocess.run(["clang", "-O2", "-target", "bpf", "-I", inc,
                                 "-DTARGET_IFINDEX=%d" % idx, "-c", src, "-o", obj], check=True)
                 lab.run("mbox", ["ip", "link", "set", "dev", dev, "xdpdrv", "obj", obj, "sec", "xdp"])
-                # the far end of the target veth must be in NAPI mode
-                lab.run(peer_ns, ["ip", "link", "set", "dev", peer, "xdpdrv", "obj", obj,
-                                  "sec", "xdp_pass"])
+                # the far end of the target veth must be in NAPI mode (the
+                # sink's drop program already does that for the sink)
+                if not (self.args.sink == "drop" and peer_ns == ln.sink_ns):
+                    lab.run(peer_ns, ["ip", "link", "set", "dev", peer, "xdpdrv", "obj", obj,
+                                      "sec", "xdp_pass"])
 
     def teardown(self, lab):
         shutil.rmtree(getattr(self, "tmp", "/nonexistent"), ignore_errors=True)
@@ -371,7 +373,11 @@ def measure(args, mb, nlines):
     from tools.lab import Lab
     rate = None if args.rate in ("0", "", None) else "%dpps" % parse_rate(args.rate)
     with Lab(lines=nlines, prefix=args.prefix, gro=False) as lab:
+        if args.sink == "drop":
+            attach_sink_drop(lab, args)
         mb.setup(lab)
+        if args.sink == "drop" and isinstance(mb, NoMiddlebox):
+            attach_sink_drop(lab, args, devs=["e%d" % ln.index for ln in lab.lines])
         try:
             mb.start(lab)
             time.sleep(0.3)
@@ -416,6 +422,23 @@ def measure(args, mb, nlines):
                 mb.stop(lab)
             finally:
                 mb.teardown(lab)
+
+
+def attach_sink_drop(lab, args, devs=None):
+    """The sink counts and drops with a 1-instruction XDP program, so its
+    IP stack (ICMP port unreachable for every frame...) costs nothing to
+    whoever transmits into it: a userspace middlebox pays its TX and the
+    sink's receive on its own core on veth."""
+    obj = getattr(args, "_drop_obj", None)
+    if obj is None:
+        d = tempfile.mkdtemp(prefix="nmbench-sink-")
+        obj = os.path.join(d, "sink.o")
+        subprocess.run(["clang", "-O2", "-target", "bpf", "-I",
+                        "/usr/include/%s-linux-gnu" % os.uname().machine, "-c",
+                        os.path.join(REPO, "tools", "bpf", "xdp_redirect.c"), "-o", obj], check=True)
+        args._drop_obj = obj
+    for dev in devs or [ln.sink_if for ln in lab.lines]:
+        lab.run("sink", ["ip", "link", "set", "dev", dev, "xdpdrv", "obj", obj, "sec", "xdp_drop"])
 
 
 def start_trafgen(lab, ln, dev, seconds, rate, size, cpu):
@@ -488,10 +511,11 @@ def plot(results, path):
 def markdown(results, args, png):
     out = ["# netmapy-bench report", "",
            "%s; %d-byte frames; %s per line offered by trafgen on CPU %d; middlebox on CPU %d; "
-           "%g s per run, median of %d run(s)." % (
+           "sink: %s; %g s per run, median of %d run(s)." % (
                time.strftime("%Y-%m-%d %H:%M"), args.size,
                "full speed" if args.rate in ("0", "", None) else args.rate, args.gen_cpu,
-               args.mbox_cpu, args.seconds, args.repeat), "",
+               args.mbox_cpu, "XDP drop" if args.sink == "drop" else "the IP stack",
+               args.seconds, args.repeat), "",
            "| middlebox | lines | offered Mpps | delivered Mpps | Gbit/s | loss | CPU ns/packet |",
            "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -525,6 +549,10 @@ def build_parser():
     p.add_argument("--custom", help="command for -m custom; {a} {b} are the mbox interfaces")
     p.add_argument("--custom-wait", type=float, default=1.0, help="seconds to let it start")
     p.add_argument("--python-backend", default="packet", help="backend of netmapy-python")
+    p.add_argument("--sink", choices=["drop", "stack"], default="drop",
+                   help="drop: the sink counts and drops with XDP (default); stack: the "
+                        "sink's IP stack handles every frame (whoever transmits into the "
+                        "sink pays for it)")
     p.add_argument("--prefix", default="nb", help="namespace prefix (default %(default)s)")
     p.add_argument("--out", default="bench-results", help="directory for JSON, PNG and report")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
@@ -553,6 +581,8 @@ def run(args):
             raise cli.CliError("--lines %d: this machine can host 1..%d lines" % (n, MAX_LINES))
     if args.rate not in ("0", ""):
         parse_rate(args.rate)
+    if args.sink == "drop" and not shutil.which("clang"):
+        raise cli.CliError("--sink drop needs clang (apt-get install clang), or use --sink stack")
     if not 60 <= args.size <= 1514:
         raise cli.CliError("--size %d: frames are 60..1514 bytes here" % args.size)
     mbs, avail = registry(args)

@@ -26,4 +26,11 @@ int xdp_pass_all(struct xdp_md *ctx)
     return XDP_PASS;
 }
 
+/* the benchmark's sink: count (the veth counts what XDP sees) and drop */
+__attribute__((section("xdp_drop"), used))
+int xdp_drop_all(struct xdp_md *ctx)
+{
+    return XDP_DROP;
+}
+
 char _license[] __attribute__((section("license"), used)) = "GPL";
