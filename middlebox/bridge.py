@@ -107,6 +107,10 @@ def build_parser():
                    help="stop after SECONDS (default: until Ctrl-C or SIGTERM)")
     p.add_argument("--no-promisc", dest="promisc", action="store_false",
                    help="do not put the interfaces in promiscuous mode")
+    p.add_argument("--keep-offloads", action="store_true",
+                   help="leave GRO/LRO on (by default they are turned off while bridging, "
+                        "since merged super-frames cannot be forwarded as received, and "
+                        "restored on exit -- also by the next start after a crash)")
     add_filter_args(p)
     add_stats_args(p)
     cli.add_common(p)
@@ -181,9 +185,45 @@ def run(args, out=sys.stdout):
         args.if_a, args.if_b or "host stack", len(specs), backend,
         ",".join(str(s["cpu"]) for s in specs)), file=sys.stderr)
     locks = [(args.netns, args.if_a)] + ([(args.netns, args.if_b)] if args.if_b else [])
+    nics = []
+
+    def setup():
+        """GRO/LRO off on both interfaces (journaled: a crashed run is
+        repaired by the next start, which constructs the Nic)."""
+        from .nic import Nic, NicError
+        for ifname in filter(None, (args.if_a, args.if_b)):
+            nic = Nic(ifname.split(":", 1)[-1].split("-")[0].rstrip("^*"), netns=args.netns)
+            for r in nic.repaired:
+                print("netmapy-bridge: repaired what a crashed run left on %s: %s" % (
+                    ifname, r), file=sys.stderr)
+            nics.append(nic)
+            if args.keep_offloads:
+                continue
+            feats = nic.features()
+            off = {}
+            for n in ("gro", "lro"):
+                try:
+                    members = nic.resolve_feature(n)
+                except NicError:
+                    continue
+                if any(feats.get(m, {}).get("active") and not feats.get(m, {}).get("fixed")
+                       for m in members):
+                    off[n] = False
+            if off:
+                try:
+                    print("netmapy-bridge: %s" % nic.set_features(off), file=sys.stderr)
+                except NicError as e:
+                    print("netmapy-bridge: could not turn off %s on %s: %s" % (
+                        "/".join(off), ifname, cli.one_line(e)), file=sys.stderr)
+
+    def teardown():
+        for nic in reversed(nics):
+            nic.restore()
+            nic.close()
+
     sup = Supervisor("netmapy-bridge", specs, locks=locks, rule_names=names,
                      rule_descriptions=descs, out=out, stats_json=args.stats_json,
-                     prometheus=args.prometheus)
+                     prometheus=args.prometheus, setup=setup, teardown=teardown)
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"]
     summary = dict(a=args.if_a, b=args.if_b or "host", a_to_b=d[0], b_to_a=d[1],

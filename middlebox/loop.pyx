@@ -74,10 +74,14 @@ cdef inline uint32_t _pending(Port p) noexcept nogil:
 cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now,
                          netmap_ring *sample, uint64_t *sampled, uint64_t smax,
                          bint swap) noexcept nogil:
-    """Filter src's RX rings into dst's TX rings; counts into c[RX..]."""
+    """Filter src's RX rings into dst's TX rings (its host TX rings when it
+    has no NIC ring: NIC <-> host bridging); counts into c[RX..]."""
     cdef uint32_t i, t, n, total = 0
+    cdef uint32_t ntx = dst.nic_tx if dst.nic_tx else dst.host_tx
+    if ntx == 0:
+        return 0
     for i in range(src.nic_rx):
-        t = i % dst.nic_tx
+        t = i % ntx
         n = filter_move(f, src.rxr[i], dst.txr[t], swap, now, &c[FWD], &c[DROP], sample,
                         sampled, smax)
         c[RX] += n

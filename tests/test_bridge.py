@@ -40,6 +40,7 @@ def start_bridge(lab, *extra, backend="packet"):
             raise AssertionError("bridge did not start: %s %s" % ("".join(err), rest))
         err.append(line)
         if ": running," in line:
+            p.startup_err = "".join(err)
             return p
 
 
@@ -223,3 +224,71 @@ def test_python_function_decides(lab, tmp_path):
                          env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
     assert out.returncode == 1 and "No module named 'nosuchmod'" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def gro(lab, ns_role, dev):
+    out = lab.run(ns_role, ["ethtool", "-k", dev]).stdout
+    out = out if isinstance(out, str) else out.decode()
+    line = [l for l in out.splitlines() if l.startswith("generic-receive-offload:")][0]
+    return line.split(":")[1].split()[0] == "on"
+
+
+def test_offloads_restored_and_crash_repaired(lab):
+    """The bridge turns GRO off while it runs and puts it back on exit; a
+    supervisor killed with SIGKILL leaves it off, and the next start
+    repairs it (then turns it off again, and restores it on a clean exit)."""
+    ln = lab.lines[0]
+    lab.run("mbox", ["ethtool", "-K", ln.mbox_in, "gro", "on"])
+    try:
+        assert gro(lab, "mbox", ln.mbox_in)
+        p = start_bridge(lab)
+        assert not gro(lab, "mbox", ln.mbox_in)
+        p.kill()                                   # the supervisor, SIGKILL
+        p.communicate(timeout=30)
+        time.sleep(1.0)                            # its workers follow (PDEATHSIG)
+        assert not gro(lab, "mbox", ln.mbox_in)    # left behind by the crash
+        p = start_bridge(lab)                      # the lock died with it: not refused
+        try:
+            fwd, back, got_k, got_s = exchange(lab, 300)
+            assert sorted(got_k) == sorted(fwd)
+        finally:
+            summary, _, err = stop_bridge(p)
+        assert "repaired what a crashed run left on %s" % ln.mbox_in in p.startup_err
+        assert gro(lab, "mbox", ln.mbox_in)        # as it was before the first start
+    finally:
+        lab.run("mbox", ["ethtool", "-K", ln.mbox_in, "gro", "off"])
+
+
+def test_bridge_nic_and_host_stack_of_one_interface(tmp_path):
+    """`netmapy-bridge IF` (one interface, xdp backend): what IF receives
+    goes through the bridge into IF's own host stack, where a UDP server
+    gets it; the server's replies leave normally."""
+    import socket
+    from tools.lab import VethPair
+    from netmapy.netns import netns
+    with VethPair(queues=1) as v:
+        with netns(v.ns_b):
+            srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind((v.ip_b, 7777))
+        srv.settimeout(5)
+        p = subprocess.Popen([sys.executable, "-m", "middlebox.bridge", v.if_b, "--netns", v.ns_b,
+                              "--backend", "xdp", "--stats-json", "--interval", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                             env=dict(os.environ, PYTHONPATH=REPO))
+        while ": running," not in p.stderr.readline():
+            assert p.poll() is None, p.communicate()[1]
+        with netns(v.ns_a):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.settimeout(5)
+        got = []
+        for k in range(20):
+            c.sendto(b"hello%d" % k, (v.ip_b, 7777))
+            d, addr = srv.recvfrom(100)
+            got.append(d)
+            srv.sendto(b"re" + d, addr)
+            assert c.recv(100) == b"re" + d
+        summary, _, err = stop_bridge(p)
+        srv.close()
+        c.close()
+        assert got == [b"hello%d" % k for k in range(20)]
+        assert summary["a_to_b"]["fwd"] == 20 and summary["b"] == "host"

@@ -256,9 +256,9 @@ class Testpmd(Middlebox):
             main = 0 if cpu != 0 else 1
             argv = ["dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
                     "--file-prefix", "nmb%d_%d" % (os.getpid(), ln.index),
-                    "-l", "%d,%d" % (min(main, cpu), max(main, cpu)), "--main-lcore", str(main),
-                    "--total-num-mbufs=16384"] + vdevs + \
-                ["--", "--forward-mode=io", "--auto-start", "--nb-cores=1", "--stats-period=1"]
+                    "-l", "%d,%d" % (min(main, cpu), max(main, cpu)), "--main-lcore", str(main)] + \
+                vdevs + ["--", "--forward-mode=io", "--auto-start", "--nb-cores=1",
+                         "--stats-period=1", "--total-num-mbufs=16384"]
             p = lab.exec("mbox", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
             self.procs.append(p)
