@@ -280,18 +280,23 @@ class Testpmd(Middlebox):
             threading.Thread(target=lambda s=p.stdout: [None for _ in s], daemon=True).start()
 
     def stop(self, lab):
-        for p in self.procs:
-            try:
-                os.killpg(p.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_groups(self.procs, signal.SIGINT)      # testpmd quits cleanly on SIGINT
         self.procs = []
+
+
+def stop_groups(procs, sig):
+    """Signal each process group, wait, SIGKILL what does not go."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 class Custom(Middlebox):
@@ -312,17 +317,7 @@ class Custom(Middlebox):
                 raise cli.CliError("the custom middlebox exited: %s" % p.stderr.read()[-300:])
 
     def stop(self, lab):
-        for p in self.procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_groups(self.procs, signal.SIGTERM)
         self.procs = []
 
 
@@ -481,7 +476,7 @@ def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
     names = []
     for r in results:
         if r["middlebox"] not in names:
@@ -500,9 +495,10 @@ def plot(results, path):
     for ax in (ax1, ax2):
         ax.set_xticks(sorted({r["lines"] for r in results}))
         ax.grid(True, alpha=0.3)
-    ax1.legend(fontsize=8)
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle("src -> middlebox -> sink on veth, %d-byte frames" % results[0].get("size", 60))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
     fig.savefig(path, dpi=100, metadata={"Title": "netmapy-bench",
                                          "Description": "series: " + ", ".join(names)})
     plt.close(fig)
