@@ -29,12 +29,26 @@ cdef extern from "mb_filter.h" nogil:
         uint64_t tokens_nano
         uint64_t last_ns
 
+    struct mb_group:
+        uint8_t match
+        uint64_t src_mask_hi, src_mask_lo, dst_mask_hi, dst_mask_lo
+
+    struct mb_tentry:
+        uint32_t rule
+
     struct mb_ruleset:
         mb_rule *rules
         uint32_t nrules
         uint8_t default_action
         uint32_t nbuckets
         mb_bucket *buckets
+        uint32_t ngroups
+        mb_group *groups
+        uint32_t tsize
+        mb_tentry *table
+        uint32_t nlinear
+        uint32_t *linear
+        uint32_t match_all
 
     enum:
         MB_ACT_DENY
@@ -53,6 +67,7 @@ cdef extern from "mb_filter.h" nogil:
         MB_F_L4
 
     void mb_parse(const uint8_t *f, uint32_t length, mb_pkt *p)
+    int mb_tinsert(mb_ruleset *rs, uint32_t gi, uint32_t ri)
     int mb_ruleset_eval(mb_ruleset *rs, const mb_pkt *p, uint64_t now_ns,
                         uint32_t *rule_out, int *limited)
 
@@ -80,6 +95,7 @@ cdef class Filter:
 
     cdef int verdict(self, const uint8_t *pkt, uint32_t length, uint64_t now_ns) noexcept nogil
     cdef int _stage(self) except -1
+    cdef int _index(self, int s) except -1
 
 
 cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,

@@ -113,7 +113,7 @@ class _Prom(http.server.BaseHTTPRequestHandler):
 class Supervisor:
     def __init__(self, prog, specs, locks=(), rule_names=(), rule_descriptions=(),
                  setup=None, teardown=None, out=None, stats_json=False, prometheus=None,
-                 max_quick_failures=3):
+                 max_quick_failures=3, busy_wait=30):
         self.prog = prog
         self.specs = specs
         self.locks = [InterfaceLock(prog, ns, ifn) for ns, ifn in locks]
@@ -130,6 +130,9 @@ class Supervisor:
         self.next_start = {}
         self.started_at = {}
         self.quick_failures = {}
+        self.busy_since = {}
+        self.announced = False
+        self.busy_wait = busy_wait
         self.errors = None
         self.stats = None
         self.stopping = False
@@ -163,14 +166,31 @@ class Supervisor:
                 w, msg, tb = self.errors.get_nowait()
             except Exception:
                 break
-            print("%s: worker %d: %s" % (self.prog, w, msg), file=sys.stderr)
             self.last_error = msg
+            if "[Errno 16]" in msg and w not in self.busy_since:
+                # AF_XDP: the kernel releases a closed socket's queue from a
+                # workqueue once nothing references the socket any more;
+                # after heavy traffic that has been seen to take tens of
+                # seconds.  The instance lock says no netmapy middlebox
+                # holds the queue, so wait for it (bounded) instead of
+                # giving up after three quick tries.
+                self.busy_since[w] = now
+                print("%s: worker %d: %s; waiting up to %d s for it to be released (a socket "
+                      "closed moments ago is freed by the kernel asynchronously)" % (
+                          self.prog, w, msg, self.busy_wait), file=sys.stderr)
+                continue
+            if "[Errno 16]" in msg and now - self.busy_since[w] < self.busy_wait:
+                continue
+            print("%s: worker %d: %s" % (self.prog, w, msg), file=sys.stderr)
         for w, p in list(self.procs.items()):
             if p is None:
                 if now >= self.next_start.get(w, 0):
                     self._start(w)
                 continue
             if p.is_alive():
+                if w in self.busy_since and self.stats is not None and \
+                        self.stats.block(w)[st.W_STATE] == 1:
+                    del self.busy_since[w]      # it got its queue
                 if now - self.started_at[w] > 30:
                     self.backoff[w] = 0.2
                     self.quick_failures[w] = 0
@@ -179,10 +199,15 @@ class Supervisor:
                 continue
             code = p.exitcode
             p.join()
-            self.restarts[w] = self.restarts.get(w, 0) + 1
-            if self.stats is not None:
-                self.stats.block(w)[st.W_RESTARTS] = self.restarts[w]
+            waiting = w in self.busy_since and now - self.busy_since[w] < self.busy_wait
+            if not waiting:
+                self.restarts[w] = self.restarts.get(w, 0) + 1
+                if self.stats is not None:
+                    self.stats.block(w)[st.W_RESTARTS] = self.restarts[w]
             quick = now - self.started_at[w] < 2.0
+            if waiting:
+                quick = False                     # waiting for the kernel: see above
+                self.backoff[w] = 0.5
             self.quick_failures[w] = self.quick_failures.get(w, 0) + (1 if quick else 0)
             if self.quick_failures[w] >= self.max_quick_failures:
                 self.failure = "worker %d keeps failing at start (%s)" % (
@@ -192,9 +217,10 @@ class Supervisor:
             self.backoff[w] = min(b * 2, 5.0)
             self.next_start[w] = now + b
             self.procs[w] = None
-            print("%s: worker %d (queue %s) exited with %s; restart %d in %.1fs" % (
-                self.prog, w, self.specs[w].get("queue"), code, self.restarts[w], b),
-                file=sys.stderr)
+            if not waiting:
+                print("%s: worker %d (queue %s) exited with %s; restart %d in %.1fs" % (
+                    self.prog, w, self.specs[w].get("queue"), code, self.restarts[w], b),
+                    file=sys.stderr)
 
     def _stop_workers(self, timeout=5.0):
         self.stopping = True
@@ -216,14 +242,23 @@ class Supervisor:
         """Wait until every worker has its ports open and loops (then say
         so on stderr: scripts wait for that line), or one failed."""
         end = time.monotonic() + timeout
-        while not self.stopping and self.failure is None and time.monotonic() < end:
-            if all(self.stats.block(w)[st.W_STATE] == 1 for w in range(len(self.specs))):
-                print("%s: running, %d worker(s)" % (self.prog, len(self.specs)),
-                      file=sys.stderr, flush=True)
+        while not self.stopping and self.failure is None and (time.monotonic() < end or
+                                                              self.busy_since):
+            if self._announce():
                 return True
             self._check_workers()
             time.sleep(0.02)
         return False
+
+    def _announce(self):
+        """Print the "running" line once, when every worker loops."""
+        if self.announced:
+            return True
+        if all(self.stats.block(w)[st.W_STATE] == 1 for w in range(len(self.specs))):
+            self.announced = True
+            print("%s: running, %d worker(s)" % (self.prog, len(self.specs)),
+                  file=sys.stderr, flush=True)
+        return self.announced
 
     def run(self, seconds=0, interval=1.0):
         """Run until SIGINT/SIGTERM or `seconds`; returns the final totals."""
@@ -261,6 +296,7 @@ class Supervisor:
             while not self.stopping and self.failure is None:
                 time.sleep(min(0.1, interval or 0.1))
                 self._check_workers()
+                self._announce()
                 now = time.monotonic()
                 if interval and now - last >= interval:
                     self.report(now)

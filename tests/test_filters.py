@@ -99,13 +99,15 @@ default deny
     (ipv4_udp("10.1.2.3", "10.9.9.9", 5000, 53, vlan=42), True),       # behind a VLAN tag
     (b"\x02" * 12 + b"\x08\x06" + bytes(28), False),                   # ARP: default
 ])
-def test_rule_semantics(frame, ok):
-    f = Filter().add_rules(rules.parse(DNS_RULES))
+@pytest.mark.parametrize("index", [False, True], ids=["linear", "indexed"])
+def test_rule_semantics(frame, ok, index):
+    f = Filter().add_rules(rules.parse(DNS_RULES), index=index)
     assert f.check(frame) is ok
 
 
-def test_counters_per_rule():
-    f = Filter().add_rules(rules.parse(DNS_RULES, "dns.rules"))
+@pytest.mark.parametrize("index", [False, True], ids=["linear", "indexed"])
+def test_counters_per_rule(index):
+    f = Filter().add_rules(rules.parse(DNS_RULES, "dns.rules"), index=index)
     for _ in range(3):
         f.check(ipv4_udp("10.1.2.3", "10.9.9.9", 5000, 53))
     f.check(ipv4_udp("192.0.2.77", "10.9.9.9", 5000, 53))
@@ -189,6 +191,7 @@ def reference(ruleset, frame):
     return ruleset.default == "allow"
 
 
+addr6 = st.builds(lambda a, b: "2001:db8:%x::%x" % (a % 3, b), st.integers(0, 255), st.integers(0, 255))
 addr4 = st.builds(lambda a, b: "%d.%d.%d.%d" % (10 if a else 192, b % 4, a % 256, b % 256),
                   st.integers(0, 255), st.integers(0, 255))
 rule_line = st.builds(
@@ -196,20 +199,53 @@ rule_line = st.builds(
         act, proto, ("from %s" % src) if src else "",
         ("to any port %s" % dport) if dport and proto in ("udp", "tcp") else ""),
     st.sampled_from(["allow", "deny"]), st.sampled_from(["udp", "tcp", "icmp", "any"]),
-    st.one_of(st.none(), st.sampled_from(["10.0.0.0/8", "192.0.0.0/14", "10.2.3.4", "0.0.0.0/0"])),
-    st.one_of(st.none(), st.sampled_from(["53", "1-1024", "53,80,443", "5353"])))
+    st.one_of(st.none(), st.sampled_from(["10.0.0.0/8", "192.0.0.0/14", "10.2.3.4", "0.0.0.0/0",
+                                          "10.0.0.0/16", "10.1.0.0/16", "2001:db8::/32",
+                                          "2001:db8:1::/48", "2001:db8:2::7"])),
+    st.one_of(st.none(), st.sampled_from(["53", "1-1024", "53,80,443", "5353", "80", "443"])))
+# a rule set big enough to be indexed with many exact rules of few shapes
+exact_line = st.builds(
+    lambda act, a, b, port: "%s udp from 10.%d.%d.0/24 to any port %d" % (act, a, b, port),
+    st.sampled_from(["allow", "deny"]), st.integers(0, 2), st.integers(0, 3), st.sampled_from([53, 80]))
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
-@given(lines=st.lists(rule_line, min_size=1, max_size=6), default=st.sampled_from(["allow", "deny"]),
-       packets=st.lists(st.tuples(addr4, st.integers(0, 2000), st.sampled_from([17, 6, 1]),
-                                  st.booleans()), min_size=1, max_size=10))
+@given(lines=st.lists(st.one_of(rule_line, exact_line), min_size=1, max_size=14),
+       default=st.sampled_from(["allow", "deny"]),
+       packets=st.lists(st.tuples(st.one_of(addr4, addr6), st.sampled_from([53, 80, 443, 5353, 1500]),
+                                  st.sampled_from([17, 6, 1]), st.booleans()), min_size=1, max_size=10))
 def test_rules_match_the_reference(lines, default, packets):
     rs = rules.parse("\n".join(lines + ["default " + default]))
-    f = Filter().add_rules(rs)
+    linear = Filter().add_rules(rs, index=False)
+    indexed = Filter().add_rules(rs, index=True)
     for src, port, proto, frag in packets:
-        frame = ipv4_udp(src, "10.9.9.9", 1234, port, proto=proto, frag=0x20 if frag else 0)
-        assert f.check(frame) == reference(rs, frame), (lines, src, port, proto)
+        if ":" in src:
+            frame = ipv6_udp(src, "2001:db8::9", 1234, port)
+        else:
+            frame = ipv4_udp(src, "10.9.9.9", 1234, port, proto=proto, frag=0x20 if frag else 0)
+        want = reference(rs, frame)
+        assert linear.check(frame) == want, (lines, src, port, proto)
+        assert indexed.check(frame) == want, ("indexed", lines, src, port, proto)
+
+
+def test_index_keeps_rule_order_with_ranges_and_rate_limits():
+    # exact rules around a port range and a rate limit: the first match wins
+    text = "\n".join(["deny udp from 10.0.%d.0/24 to any port 53" % i for i in range(20)] + [
+        "allow udp from 10.0.5.0/24 to any port 1-100",      # after its deny: never decides
+        "ratelimit 1pps burst 1 udp to any port 5353",
+        "allow udp from 10.0.30.0/24 to any port 5353",      # after the rate limit
+        "allow udp to any port 5353",
+        "default deny"])
+    rs = rules.parse(text, "t.rules")
+    f = Filter().add_rules(rs, index=True)
+    t = 10**12
+    assert not f.check(ipv4_udp("10.0.5.1", "10.9.9.9", 1, 53), t)
+    assert f.check(ipv4_udp("10.0.5.1", "10.9.9.9", 1, 54), t)         # the range
+    assert f.check(ipv4_udp("10.0.30.1", "10.9.9.9", 1, 5353), t)      # the bucket's token
+    assert not f.check(ipv4_udp("10.0.30.1", "10.9.9.9", 1, 5353), t)  # limited before rule 23
+    c = {name: (hits, lim) for name, _, hits, lim in f.counters()}
+    assert c["t.rules:6"] == (1, 0) and c["t.rules:21"] == (1, 0)
+    assert c["t.rules:22"] == (1, 1) and c["t.rules:23"] == (1, 0)   # passed on, then limited
 
 
 # ------------------------------------------------------------- expressions

@@ -173,12 +173,41 @@ struct mb_bucket {
     uint64_t last_ns;
 };
 
+/*
+ * Tuple-space index (optional): rules that are plain allow/deny with exact
+ * ports (or none) are grouped by "shape" (which fields, which prefix
+ * lengths); a group is a hash table from the masked packet fields to the
+ * first rule of that shape that matches them.  Evaluation looks the packet
+ * up once per group and takes the lowest rule index, then walks the rules
+ * outside the index (port ranges, rate limits) that come before it, in
+ * order.  First match wins, exactly as the linear walk.
+ */
+struct mb_group {
+    uint8_t  match;          /* MB_R_* of every rule in the group */
+    uint8_t  _pad[7];
+    uint64_t src_mask_hi, src_mask_lo, dst_mask_hi, dst_mask_lo;
+};
+
+struct mb_tentry {
+    uint64_t k[5];           /* src hi/lo, dst hi/lo, proto|sport|dport|group */
+    uint32_t rule;           /* rule index + 1; 0: empty */
+    uint32_t _pad;
+};
+
 struct mb_ruleset {
     struct mb_rule *rules;
     uint32_t nrules;
     uint8_t  default_action;
     uint32_t nbuckets;       /* power of two */
     struct mb_bucket *buckets;
+    /* the index (ngroups == 0: linear walk only) */
+    uint32_t ngroups;
+    struct mb_group *groups;
+    uint32_t tsize;          /* power of two */
+    struct mb_tentry *table;
+    uint32_t nlinear;
+    uint32_t *linear;        /* rule indices outside the index, ascending */
+    uint32_t match_all;      /* lowest rule with no conditions, or nrules */
 };
 
 static inline void mb_addr_words(const uint8_t *a, uint64_t *hi, uint64_t *lo)
@@ -271,6 +300,81 @@ static inline int mb_ratelimit(struct mb_ruleset *rs, uint32_t ri, uint64_t shi,
     return 0;
 }
 
+static inline uint64_t mb_tkey_hash(const uint64_t *k)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL;
+    int i;
+    for (i = 0; i < 5; i++)
+        h = (h ^ k[i]) * 0xff51afd7ed558ccdULL, h ^= h >> 31;
+    return h;
+}
+
+/* the key a rule (or a packet, for that group) has: 5 words */
+static inline void mb_tkey(const struct mb_group *g, uint32_t gi, uint64_t shi, uint64_t slo,
+                           uint64_t dhi, uint64_t dlo, uint8_t proto, uint16_t sport,
+                           uint16_t dport, uint64_t *k)
+{
+    k[0] = (g->match & MB_R_SRC) ? shi & g->src_mask_hi : 0;
+    k[1] = (g->match & MB_R_SRC) ? slo & g->src_mask_lo : 0;
+    k[2] = (g->match & MB_R_DST) ? dhi & g->dst_mask_hi : 0;
+    k[3] = (g->match & MB_R_DST) ? dlo & g->dst_mask_lo : 0;
+    k[4] = ((uint64_t)gi << 48) | ((uint64_t)((g->match & MB_R_PROTO) ? proto : 0) << 32) |
+           ((uint64_t)((g->match & MB_R_SPORT) ? sport : 0) << 16) |
+           ((g->match & MB_R_DPORT) ? dport : 0);
+}
+
+/* insert rule ri (of group gi) unless a lower rule has the same key */
+static inline int mb_tinsert(struct mb_ruleset *rs, uint32_t gi, uint32_t ri)
+{
+    const struct mb_rule *r = &rs->rules[ri];
+    uint64_t k[5];
+    uint32_t i, n = 0;
+    mb_tkey(&rs->groups[gi], gi, r->src_hi, r->src_lo, r->dst_hi, r->dst_lo, r->proto,
+            r->sport_lo, r->dport_lo, k);
+    i = (uint32_t)mb_tkey_hash(k) & (rs->tsize - 1);
+    while (rs->table[i].rule && n++ < rs->tsize) {
+        if (!memcmp(rs->table[i].k, k, sizeof(k)))
+            return 0;                       /* an earlier rule already covers it */
+        i = (i + 1) & (rs->tsize - 1);
+    }
+    if (n >= rs->tsize)
+        return -1;
+    memcpy(rs->table[i].k, k, sizeof(k));
+    rs->table[i].rule = ri + 1;
+    return 0;
+}
+
+/* lowest indexed rule matching the packet, or nrules */
+static inline uint32_t mb_tlookup(const struct mb_ruleset *rs, const struct mb_pkt *p,
+                                  uint64_t shi, uint64_t slo, uint64_t dhi, uint64_t dlo)
+{
+    uint32_t best = rs->match_all, gi;
+    uint64_t k[5];
+    if (p->l3 == MB_L3_NONE || (p->flags & MB_F_MALFORMED))
+        return best;
+    for (gi = 0; gi < rs->ngroups; gi++) {
+        const struct mb_group *g = &rs->groups[gi];
+        uint32_t i, n = 0;
+        if ((g->match & MB_R_IP4) && p->l3 != MB_L3_IP4)
+            continue;
+        if ((g->match & MB_R_IP6) && p->l3 != MB_L3_IP6)
+            continue;
+        if ((g->match & (MB_R_SPORT | MB_R_DPORT)) && !(p->flags & MB_F_L4))
+            continue;
+        mb_tkey(g, gi, shi, slo, dhi, dlo, p->proto, p->sport, p->dport, k);
+        i = (uint32_t)mb_tkey_hash(k) & (rs->tsize - 1);
+        while (rs->table[i].rule && n++ < rs->tsize) {
+            if (!memcmp(rs->table[i].k, k, sizeof(k))) {
+                if (rs->table[i].rule - 1 < best)
+                    best = rs->table[i].rule - 1;
+                break;
+            }
+            i = (i + 1) & (rs->tsize - 1);
+        }
+    }
+    return best;
+}
+
 /*
  * Verdict of a rule set for a parsed packet: 1 accept, 0 drop.
  * *rule_out: the index of the deciding rule, or nrules for the default.
@@ -284,6 +388,28 @@ static inline int mb_ruleset_eval(struct mb_ruleset *rs, const struct mb_pkt *p,
     mb_addr_words(p->src, &shi, &slo);
     mb_addr_words(p->dst, &dhi, &dlo);
     *limited = 0;
+    if (rs->ngroups || rs->linear) {
+        /* the index: the best grouped rule, then the others before it */
+        uint32_t best = mb_tlookup(rs, p, shi, slo, dhi, dlo), j;
+        for (j = 0; j < rs->nlinear && rs->linear[j] < best; j++) {
+            const struct mb_rule *r = &rs->rules[rs->linear[j]];
+            if (!mb_rule_matches(r, p, shi, slo, dhi, dlo))
+                continue;
+            if (r->action == MB_ACT_RATELIMIT) {
+                if (mb_ratelimit(rs, rs->linear[j], shi, slo, now_ns))
+                    continue;
+                *rule_out = rs->linear[j];
+                *limited = 1;
+                return 0;
+            }
+            *rule_out = rs->linear[j];
+            return r->action == MB_ACT_ALLOW;
+        }
+        *rule_out = best;
+        if (best < rs->nrules)
+            return rs->rules[best].action == MB_ACT_ALLOW;
+        return rs->default_action == MB_ACT_ALLOW;
+    }
     for (i = 0; i < rs->nrules; i++) {
         const struct mb_rule *r = &rs->rules[i];
         if (!mb_rule_matches(r, p, shi, slo, dhi, dlo))
