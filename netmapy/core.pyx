@@ -236,6 +236,22 @@ cdef class _Undo:
     pass
 
 
+def open_or_undo(port, kw):
+    """Run port._open(**kw) and return the port; if any step fails, close
+    it (each backend's close undoes exactly the steps that were done, as
+    libnetmap's nmport_undo_*) and re-raise.  Every backend's open_port()
+    is this."""
+    try:
+        port._open(**kw)
+    except BaseException:
+        try:
+            port.close()
+        except Exception:
+            pass          # the open's own error is the one the user needs
+        raise
+    return port
+
+
 cdef class Port:
     """A netmap port: TX and RX rings over one backend.
 

@@ -58,6 +58,7 @@ from netmapy.includes.nm_ctrl cimport *
 from netmapy.includes.system cimport (
     mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_SHARED, poll, pollfd,
     POLLIN, POLLOUT, POLLERR, errno, EINTR, EINVAL, EIO, monotonic_ms)
+from netmapy.core import open_or_undo
 from netmapy.core cimport Memory, Port, nm_kring
 
 import errno as _errno
@@ -1086,13 +1087,4 @@ def open_port(name, **kw):
     if not os.path.exists(DEVICE):
         raise OSError(_errno.ENOENT, "%s: %s does not exist: the netmap kernel "
                       "module is not loaded; %s" % (name, DEVICE, LOAD_HINT))
-    port = NetmapPort(name)
-    try:
-        port._open(**kw)
-    except BaseException:
-        try:
-            port.close()
-        except Exception:
-            pass
-        raise
-    return port
+    return open_or_undo(NetmapPort(name), kw)

@@ -28,6 +28,7 @@ from netmapy.includes.abi cimport netmap_ring
 from netmapy.includes.system cimport (
     mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_LOCKED,
     poll, pollfd, POLLIN, POLLOUT, errno, gettimeofday, timeval)
+from netmapy.core import open_or_undo
 from netmapy.core cimport Port
 
 import errno as _errno
@@ -288,13 +289,4 @@ cdef class PacketPort(Port):
 
 
 def open_port(name, **kw):
-    port = PacketPort(name)
-    try:
-        port._open(**kw)
-    except BaseException:
-        try:
-            port.close()
-        except Exception:
-            pass
-        raise
-    return port
+    return open_or_undo(PacketPort(name), kw)

@@ -19,6 +19,7 @@ from libc.string cimport memcpy, strncpy
 from netmapy.includes.abi cimport netmap_ring, netmap_slot, NETMAP_BUF
 from netmapy.includes.system cimport gettimeofday, timeval, EIO, pollfd
 from netmapy.includes.pcap cimport *
+from netmapy.core import open_or_undo
 from netmapy.core cimport Port, Batch
 
 import os
@@ -223,13 +224,4 @@ cdef class PcapPort(Port):
 
 
 def open_port(name, **kw):
-    port = PcapPort(name)
-    try:
-        port._open(**kw)
-    except BaseException:
-        try:
-            port.close()
-        except Exception:
-            pass
-        raise
-    return port
+    return open_or_undo(PcapPort(name), kw)

@@ -20,6 +20,7 @@ from netmapy.includes.abi cimport netmap_ring, nm_ring_size, NR_TX, NR_RX
 from netmapy.includes.system cimport (
     mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_SHARED, poll, pollfd,
     POLLIN, POLLOUT, errno, EINTR, EINVAL, monotonic_us, cpu_relax)
+from netmapy.core import open_or_undo
 from netmapy.core cimport Memory, Port, nm_kring
 
 import errno as _errno
@@ -480,13 +481,7 @@ cdef class PipePort(Port):
 
 def open_port(name, **kw):
     """Open a pipe end (the backend entry point)."""
-    port = PipePort(name)
-    try:
-        port._open(**kw)
-    except BaseException:
-        port.close()
-        raise
-    return port
+    return open_or_undo(PipePort(name), kw)
 
 
 def clean_stale():
@@ -533,5 +528,5 @@ def list_domains():
     d = rundir()
     for f in sorted(os.listdir(d)):
         if f.endswith(".mem"):
-            out.append(f[:-4])
+            out.append(f[:len(f) - 4])
     return out

@@ -56,6 +56,7 @@ from netmapy.includes.system cimport (
     mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_PRIVATE,
     MAP_ANONYMOUS, MAP_NORESERVE, pollfd, POLLIN, POLLOUT, errno, close,
     gettimeofday, timeval)
+from netmapy.core import open_or_undo
 from netmapy.core cimport Port, Memory, poll_pair, ring_move
 from netmapy.includes.system cimport monotonic_ms
 
@@ -217,7 +218,7 @@ def load_program(asm, str name, maps=None):
             if text:
                 raise SteerError("the kernel's verifier rejected the XDP program %s (%d "
                                  "instructions): %s" % (name, len(code) // 8,
-                                                        " | ".join(text[-3:])))
+                                                        " | ".join(text[max(0, len(text) - 3):])))
             raise OSError(-fd, "loading the XDP program %s: %s" % (name, os.strerror(-fd)))
         return fd
     finally:
@@ -306,7 +307,7 @@ def _gc_lock_files(d):
         if not n.endswith(".lock"):
             continue
         mpath = os.path.join(d, n)
-        upath = mpath[:-5] + ".users"
+        upath = mpath[:len(mpath) - 5] + ".users"
         try:
             mfd = os.open(mpath, os.O_RDWR | os.O_CLOEXEC)
         except OSError:
@@ -1541,16 +1542,7 @@ cdef class XdpPort(Port):
 
 
 def open_port(name, **kw):
-    port = XdpPort(name)
-    try:
-        port._open(**kw)
-    except BaseException:
-        try:
-            port.close()
-        except Exception:
-            pass
-        raise
-    return port
+    return open_or_undo(XdpPort(name), kw)
 
 
 # ------------------------------------------------------- forwarding
