@@ -62,6 +62,7 @@ def start(v, *extra):
                 "".join(err), p.communicate(timeout=10)[1]))
         err.append(line)
         if ": running," in line:
+            p.startup_err = "".join(err)
             return p
 
 
@@ -166,3 +167,30 @@ def test_bad_input_one_line(pair):
         assert out.returncode == 1, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_waits_for_a_queue_that_is_released(pair, tmp_path):
+    """A queue still bound to another AF_XDP socket (as one the kernel has
+    not yet freed after a loaded run) is waited for, with a clear line,
+    and nm-offload comes up once it is released; then it scrubs."""
+    import netmapy
+    v = pair
+    holder = netmapy.open("xdp:%s~0" % v.if_b, netns=v.ns_b)
+    threading.Timer(3.0, holder.close).start()
+    rules = tmp_path / "r.rules"
+    rules.write_text("deny udp to port 9\ndefault allow\n")
+    p = start(v, "--rules", str(rules))
+    try:
+        with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
+            frames = [udp_frame(v.mac_a, v.mac_b, v.ip_a, v.ip_b, 1000 + i, 9, b"x" * 20)
+                      for i in range(50)]
+            assert tx.send(frames) == 50
+        time.sleep(0.5)
+    finally:
+        summary, err = stop(p)
+    assert holder.closed
+    err = p.startup_err + err
+    assert "already bound to another AF_XDP socket" in err and \
+        "waiting up to 30 s for it to be released" in err, err
+    assert "keeps failing" not in err and "restart" not in err, err
+    assert summary["rx"] == 50 and summary["dropped"] == 50, summary
