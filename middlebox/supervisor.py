@@ -163,12 +163,11 @@ class Supervisor:
         now = time.monotonic()
         while True:
             try:
-                w, msg, tb = self.errors.get_nowait()
+                w, msg, tb, queue_busy = self.errors.get_nowait()
             except Exception:
                 break
             self.last_error = msg
-            xsk_busy = "[Errno 16]" in msg and "AF_XDP" in msg
-            if xsk_busy and w not in self.busy_since:
+            if queue_busy and w not in self.busy_since:
                 # AF_XDP: the kernel releases a closed socket's queue from a
                 # workqueue once nothing references the socket any more;
                 # after heavy traffic that has been seen to take tens of
@@ -180,7 +179,7 @@ class Supervisor:
                       "closed moments ago is freed by the kernel asynchronously)" % (
                           self.prog, w, msg, self.busy_wait), file=sys.stderr)
                 continue
-            if xsk_busy and now - self.busy_since[w] < self.busy_wait:
+            if queue_busy and now - self.busy_since[w] < self.busy_wait:
                 continue
             print("%s: worker %d: %s" % (self.prog, w, msg), file=sys.stderr)
         for w, p in list(self.procs.items()):

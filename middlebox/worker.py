@@ -180,7 +180,8 @@ def main(spec, errors=None):
         msg = "%s" % (e,) if not isinstance(e, (KeyboardInterrupt,)) else "interrupted"
         if errors is not None:
             try:
-                errors.put((w, msg, traceback.format_exc()))
+                from netmapy.errors import QueueBusy
+                errors.put((w, msg, traceback.format_exc(), isinstance(e, QueueBusy)))
             except Exception:
                 pass
         if isinstance(e, KeyboardInterrupt):

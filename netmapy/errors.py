@@ -10,7 +10,7 @@ import errno as _errno
 __all__ = [
     "NetmapyError", "PortNameError", "BackendError", "BackendUnavailable",
     "InterfaceError", "InterfaceNotFound", "InterfaceDown", "QueueOutOfRange",
-    "NoPrivilege", "PortBusy", "MemoryMismatch", "CaptureFileError",
+    "NoPrivilege", "PortBusy", "QueueBusy", "MemoryMismatch", "CaptureFileError",
     "RingStateError",
 ]
 
@@ -100,6 +100,12 @@ class NoPrivilege(NetmapyError, PermissionError):
 class PortBusy(NetmapyError, OSError):
     def __init__(self, message):
         OSError.__init__(self, _errno.EBUSY, message)
+
+
+class QueueBusy(PortBusy):
+    """An interface queue bound to another socket -- possibly one that has
+    closed but that the kernel has not released yet (AF_XDP frees a
+    socket's hold on its queue asynchronously), so waiting may help."""
 
 
 class MemoryMismatch(NetmapyError, ValueError):

@@ -76,7 +76,7 @@ from .. import iface
 from .. import netns as _netns
 from .. import xdpprog
 from ..errors import (NetmapyError, NoPrivilege, BackendError, InterfaceError,
-                      PortBusy, QueueOutOfRange, InterfaceNotFound)
+                      PortBusy, QueueBusy, QueueOutOfRange, InterfaceNotFound)
 from ..xdpprog import SteerError, BpfTranslateError, compile_filter
 
 log = logging.getLogger("netmapy")
@@ -1106,7 +1106,7 @@ cdef class XdpPort(Port):
             nx_sock_close(s, &um.pool)
             e = -rc
             if e == _errno.EBUSY:
-                raise PortBusy("%s: queue %d of %s is already bound to another AF_XDP "
+                raise QueueBusy("%s: queue %d of %s is already bound to another AF_XDP "
                                "socket (another port or process)" % (self.name, queue, self.ifname))
             if e in (_errno.EPERM, _errno.EACCES):
                 raise _no_priv("AF_XDP sockets")
