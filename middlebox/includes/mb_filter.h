@@ -200,7 +200,7 @@ struct mb_ruleset {
     uint8_t  default_action;
     uint32_t nbuckets;       /* power of two */
     struct mb_bucket *buckets;
-    /* the index (ngroups == 0: linear walk only) */
+    /* the index (linear == NULL: not indexed, walk every rule) */
     uint32_t ngroups;
     struct mb_group *groups;
     uint32_t tsize;          /* power of two */
@@ -384,47 +384,35 @@ static inline int mb_ruleset_eval(struct mb_ruleset *rs, const struct mb_pkt *p,
                                   uint32_t *rule_out, int *limited)
 {
     uint64_t shi, slo, dhi, dlo;
-    uint32_t i;
+    uint32_t best = rs->nrules, n = rs->nrules, j;
     mb_addr_words(p->src, &shi, &slo);
     mb_addr_words(p->dst, &dhi, &dlo);
     *limited = 0;
-    if (rs->ngroups || rs->linear) {
-        /* the index: the best grouped rule, then the others before it */
-        uint32_t best = mb_tlookup(rs, p, shi, slo, dhi, dlo), j;
-        for (j = 0; j < rs->nlinear && rs->linear[j] < best; j++) {
-            const struct mb_rule *r = &rs->rules[rs->linear[j]];
-            if (!mb_rule_matches(r, p, shi, slo, dhi, dlo))
-                continue;
-            if (r->action == MB_ACT_RATELIMIT) {
-                if (mb_ratelimit(rs, rs->linear[j], shi, slo, now_ns))
-                    continue;
-                *rule_out = rs->linear[j];
-                *limited = 1;
-                return 0;
-            }
-            *rule_out = rs->linear[j];
-            return r->action == MB_ACT_ALLOW;
-        }
-        *rule_out = best;
-        if (best < rs->nrules)
-            return rs->rules[best].action == MB_ACT_ALLOW;
-        return rs->default_action == MB_ACT_ALLOW;
+    if (rs->linear) {
+        /* indexed: the best grouped rule, then walk the others before it */
+        best = mb_tlookup(rs, p, shi, slo, dhi, dlo);
+        n = rs->nlinear;
     }
-    for (i = 0; i < rs->nrules; i++) {
-        const struct mb_rule *r = &rs->rules[i];
+    for (j = 0; j < n; j++) {
+        uint32_t ri = rs->linear ? rs->linear[j] : j;
+        const struct mb_rule *r = &rs->rules[ri];
+        if (ri >= best)
+            break;
         if (!mb_rule_matches(r, p, shi, slo, dhi, dlo))
             continue;
         if (r->action == MB_ACT_RATELIMIT) {
-            if (mb_ratelimit(rs, i, shi, slo, now_ns))
+            if (mb_ratelimit(rs, ri, shi, slo, now_ns))
                 continue;          /* within the rate: keep evaluating */
-            *rule_out = i;
+            *rule_out = ri;
             *limited = 1;
             return 0;
         }
-        *rule_out = i;
+        *rule_out = ri;
         return r->action == MB_ACT_ALLOW;
     }
-    *rule_out = rs->nrules;
+    *rule_out = best;
+    if (best < rs->nrules)
+        return rs->rules[best].action == MB_ACT_ALLOW;
     return rs->default_action == MB_ACT_ALLOW;
 }
 
