@@ -642,6 +642,11 @@ def test_thousand_open_close_cycles_leave_nothing(pair):
             out = subprocess.run(["ip", "-n", ns, "link", "show", ifn],
                                  capture_output=True, text=True).stdout
             assert "xdp" not in out
+        # the kernel frees programs and maps from a workqueue after their
+        # last reference goes: give it a moment, then insist
+        deadline = time.monotonic() + 10
+        while (programs_named() or maps_named()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert programs_named() == [] and maps_named() == []
     finally:
         for v in extra:
