@@ -131,7 +131,7 @@ INVALID = [
     ("netmap: eth0", 7, "an interface name"),
     ("netmap:eth0-", 12, "a ring number (digits) after '-'"),
     ("netmap:eth0-x", 12, "a ring number (digits) after '-'"),
-    ("netmap:veth-a", 12, "rename the interface"),
+    ("netmap:veth-a", 12, "netmapy.open(iface=NAME)"),
     ("netmap:eth0--1", 12, "a ring number"),
     ("netmap:eth0-+1", 12, "a ring number"),
     ("netmap:eth0-%d" % (MAX_RING + 1), 12, "from 0 to %d" % MAX_RING),
