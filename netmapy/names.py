@@ -505,6 +505,7 @@ class PortName:
         if backend not in INTERFACE_BACKENDS:
             raise ValueError("an interface port's backend is one of %s, not %r"
                              % (", ".join(INTERFACE_BACKENDS), backend))
+        check_ifname(ifname)
         if single_rx and (queue is None or host):
             raise ValueError("single_rx=True needs a queue number (and no host=True)")
         if queue is not None and (not isinstance(queue, int) or isinstance(queue, bool)):
