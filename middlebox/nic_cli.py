@@ -35,7 +35,7 @@ The CloudFlare flood-scrubbing set-up (queue 4 takes DNS, nothing else):
   netmapy-nic ntuple eth3 add --flow-type udp4 --dst-port 53 --queue 4
 
 Changes persist after the command exits (as ethtool's do), but each one is
-recorded first in a journal (/run/netmapy/nic, or $NETMAPY_NIC_JOURNAL_DIR):
+recorded first in a journal (nic/ in $NETMAPY_RUNDIR, default /dev/shm/netmapy-UID):
 `netmapy-nic restore IF` undoes them, newest first, and also repairs what a
 crashed netmapy middlebox left behind on IF.  A step the device cannot do
 (veth: RSS, ntuple, IRQs) fails with one line naming the software

@@ -30,9 +30,9 @@ STATE_NAMES = {0: "starting", 1: "running", 2: "stopping", 3: "stopped", 4: "dea
 
 
 def rundir():
-    d = os.environ.get("NETMAPY_RUNDIR") or "/dev/shm/netmapy-%d" % os.getuid()
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    return d
+    """Where the counter files live: stats/ in netmapy's run directory."""
+    from netmapy import rundir as _rundir
+    return _rundir.rundir("stats")
 
 
 class Stats:

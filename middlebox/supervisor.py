@@ -20,6 +20,7 @@ import threading
 import time
 
 from netmapy.errors import NetmapyError
+from netmapy.units import parse_cpulist
 from . import stats as st
 
 
@@ -28,13 +29,9 @@ class AlreadyRunning(NetmapyError):
 
 
 def lockdir():
-    d = os.environ.get("NETMAPY_LOCKDIR") or "/run/netmapy"
-    try:
-        os.makedirs(d, mode=0o700, exist_ok=True)
-    except PermissionError:
-        d = os.path.join(st.rundir(), "locks")
-        os.makedirs(d, mode=0o700, exist_ok=True)
-    return d
+    """Where the interface locks live: locks/ in netmapy's run directory."""
+    from netmapy import rundir as _rundir
+    return _rundir.rundir("locks")
 
 
 class InterfaceLock:
@@ -82,10 +79,7 @@ def numa_cpus(ifname):
         if node < 0:
             return allowed
         with open("/sys/devices/system/node/node%d/cpulist" % node) as f:
-            cpus = []
-            for part in f.read().strip().split(","):
-                lo, _, hi = part.partition("-")
-                cpus.extend(range(int(lo), int(hi or lo) + 1))
+            cpus = parse_cpulist(f.read())
         local = [c for c in cpus if c in allowed]
         return local + [c for c in allowed if c not in local] if local else allowed
     except (OSError, ValueError):

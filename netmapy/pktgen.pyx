@@ -612,10 +612,6 @@ MAGIC = PG_MAGIC
 MIN_FRAME = PG_MIN_LEN
 HEADER_LEN = 16
 HIST_BUCKETS = PG_HIST_N
-# the usual "simple IMIX": 7 x 64, 4 x 570, 1 x 1518 bytes on the wire (with
-# the 4-byte FCS), i.e. frames of 60, 566 and 1514 bytes in the buffer
-IMIX = ((60, 566, 1514), (7, 4, 1))
-MAX_FRAME = 65535
 
 cdef volatile int _stop = 0
 
@@ -633,174 +629,10 @@ def reset():
 
 
 # ------------------------------------------------------------------ parsing
-_SI = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
-
-
-class Rate:
-    """A rate: ``value`` per second in ``unit`` "pps" (packets) or "bps"
-    (bits of frames, as the interface counts bytes x 8)."""
-    __slots__ = ("value", "unit")
-
-    def __init__(self, value, unit="pps"):
-        if unit not in ("pps", "bps"):
-            raise ValueError("rate unit must be pps or bps, not %r" % (unit,))
-        value = float(value)
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError("a rate must be a positive number, not %r" % (value,))
-        self.value = value
-        self.unit = unit
-
-    def __repr__(self):
-        return "Rate(%r, %r)" % (self.value, self.unit)
-
-    def __str__(self):
-        return "%s%s" % (si(self.value), self.unit)
-
-    def __eq__(self, other):
-        return isinstance(other, Rate) and (self.value, self.unit) == (other.value, other.unit)
-
-    def split(self, n):
-        """This rate shared by n workers."""
-        return Rate(self.value / n, self.unit)
-
-
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([kKmMgG]?)\s*"
-                      r"(pps|p/s|bps|b/s|bit/s|bits/s|bit|bits)?\s*$")
-
-
-def parse_rate(text):
-    """'100k', '1.5Mpps', '200Mbps', '10kbit', '2.5e5' -> Rate.  No unit
-    means packets per second."""
-    if isinstance(text, Rate):
-        return text
-    if isinstance(text, (int, float)):
-        return Rate(text, "pps")
-    m = _RATE_RE.match(str(text))
-    if not m:
-        raise ValueError("rate %r: expected a number with an optional k/M/G and an optional "
-                         "unit pps or bps, such as 100k, 1.5Mpps or 200Mbps" % (text,))
-    v = float(m.group(1)) * (10.0 ** int(m.group(2)) if m.group(2) else 1.0) * _SI[m.group(3)]
-    unit = m.group(4) or "pps"
-    unit = "pps" if unit in ("pps", "p/s") else "bps"
-    if v <= 0:
-        raise ValueError("rate %r: must be more than 0" % (text,))
-    if unit == "pps" and v > 1e9:
-        raise ValueError("rate %r: %s pps is beyond any interface (at most 1G pps)" % (text, si(v)))
-    if unit == "bps" and v < 480:
-        raise ValueError("rate %r: less than one minimum-size frame (480 bits) per second" % (text,))
-    return Rate(v, unit)
-
-
-class SizeSpec:
-    """Frame sizes (bytes without FCS): ``fixed`` (one size), ``range``
-    (uniform in [lo, hi]) or ``imix`` (sizes with integer weights, sent in
-    a fixed interleaved cycle so that every cycle has the exact mix)."""
-    __slots__ = ("kind", "sizes", "weights")
-
-    def __init__(self, kind, sizes, weights=None):
-        self.kind = kind
-        self.sizes = tuple(int(s) for s in sizes)
-        self.weights = tuple(int(w) for w in (weights or (1,) * len(self.sizes)))
-        if kind not in ("fixed", "range", "imix"):
-            raise ValueError("size kind must be fixed, range or imix")
-        if kind == "fixed" and len(self.sizes) != 1 or kind == "range" and len(self.sizes) != 2:
-            raise ValueError("a %s size takes %d value(s)" % (kind, 1 if kind == "fixed" else 2))
-        if not self.sizes or len(self.weights) != len(self.sizes):
-            raise ValueError("imix: as many weights as sizes are needed")
-        for s in self.sizes:
-            if s < PG_MIN_LEN:
-                raise ValueError("frame size %d is below the %d-byte minimum (Ethernet "
-                                 "without FCS)" % (s, PG_MIN_LEN))
-            if s > MAX_FRAME:
-                raise ValueError("frame size %d is above %d" % (s, MAX_FRAME))
-        if kind == "range" and self.sizes[0] > self.sizes[1]:
-            raise ValueError("size range %d-%d is empty: write the smaller size first"
-                             % self.sizes)
-        if any(w <= 0 for w in self.weights):
-            raise ValueError("imix weights must be positive integers")
-        if sum(self.weights) > 1000000:
-            raise ValueError("imix weights add up to more than 1000000: divide them")
-
-    @property
-    def min(self):
-        return min(self.sizes)
-
-    @property
-    def max(self):
-        return max(self.sizes)
-
-    def mean(self):
-        if self.kind == "range":
-            return (self.sizes[0] + self.sizes[1]) / 2.0
-        return sum(s * w for s, w in zip(self.sizes, self.weights)) / float(sum(self.weights))
-
-    def cycle(self):
-        """The imix order: smooth weighted round robin over the sizes."""
-        cur = [0] * len(self.sizes)
-        tot = sum(self.weights)
-        out = []
-        for _ in range(tot):
-            for i, w in enumerate(self.weights):
-                cur[i] += w
-            best = max(range(len(cur)), key=lambda i: cur[i])
-            cur[best] -= tot
-            out.append(self.sizes[best])
-        return out
-
-    def __str__(self):
-        if self.kind == "fixed":
-            return "%d bytes" % self.sizes[0]
-        if self.kind == "range":
-            return "%d-%d bytes (uniform)" % self.sizes
-        return "imix %s of %s bytes" % (":".join(map(str, self.weights)),
-                                         "/".join(map(str, self.sizes)))
-
-    def __repr__(self):
-        return "SizeSpec(%r, %r, %r)" % (self.kind, self.sizes, self.weights)
-
-    def __eq__(self, other):
-        return isinstance(other, SizeSpec) and (self.kind, self.sizes, self.weights) == \
-            (other.kind, other.sizes, other.weights)
-
-
-def _int(text, what):
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise ValueError("%s: %r is not a number" % (what, text)) from None
-
-
-def parse_sizes(text):
-    """'60', '60-1500', 'imix' (7:4:1 of 60/566/1514: the 64/570/1518-byte
-    wire frames), 'imix:64,570,1518:7,4,1' -> SizeSpec."""
-    if isinstance(text, SizeSpec):
-        return text
-    if isinstance(text, int):
-        return SizeSpec("fixed", (text,))
-    t = str(text).strip()
-    what = "size %r" % (text,)
-    if t.lower() == "imix":
-        return SizeSpec("imix", IMIX[0], IMIX[1])
-    if t.lower().startswith("imix:"):
-        parts = t[5:].split(":")
-        if len(parts) > 2 or not parts[0]:
-            raise ValueError("%s: expected imix:SIZE,SIZE,...[:WEIGHT,WEIGHT,...]" % what)
-        sizes = [_int(x.strip(), what) for x in parts[0].split(",")]
-        weights = [_int(x.strip(), what) for x in parts[1].split(",")] if len(parts) > 1 \
-            else [1] * len(sizes)
-        if len(weights) != len(sizes):
-            raise ValueError("%s: %d sizes but %d weights" % (what, len(sizes), len(weights)))
-        return SizeSpec("imix", sizes, weights)
-    if "-" in t:
-        lo, _, hi = t.partition("-")
-        lo, hi = _int(lo.strip(), what), _int(hi.strip(), what)
-        if lo == hi:
-            return SizeSpec("fixed", (lo,))
-        return SizeSpec("range", (lo, hi))
-    if not t.isdigit():
-        raise ValueError("%s: expected bytes (60), a range (60-1500), imix or "
-                         "imix:SIZES:WEIGHTS" % what)
-    return SizeSpec("fixed", (int(t),))
+# the one rate/size parser of netmapy (re-exported here, where they began)
+from .units import Rate, SizeSpec, parse_rate, parse_sizes, si, IMIX, MAX_FRAME, _int
+from . import units as _units
+assert _units.MIN_FRAME == PG_MIN_LEN
 
 
 def _ip(text, what):
@@ -872,15 +704,6 @@ def parse_mac(text, what="MAC"):
 
 def _fmt_ip(v):
     return socket.inet_ntoa(struct.pack("!I", v))
-
-
-def si(v, digits=3):
-    """1234567 -> '1.23M' (k, M, G)."""
-    v = float(v)
-    for p, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= p:
-            return "%.*g%s" % (digits, v / p, s)
-    return "%.*g" % (digits, v)
 
 
 # --------------------------------------------------------------- generator

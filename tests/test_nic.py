@@ -42,9 +42,8 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None or
 
 @pytest.fixture(autouse=True)
 def journal_dir(tmp_path, monkeypatch):
-    d = tmp_path / "journal"
-    monkeypatch.setenv(nicmod.JOURNAL_DIR_ENV, str(d))
-    return d
+    monkeypatch.setenv("NETMAPY_RUNDIR", str(tmp_path / "run"))
+    return tmp_path / "run" / "nic"
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@
 
 ``pipe:NAME{N`` is the master end and ``pipe:NAME}N`` the slave end of pipe
 N of parent NAME.  All pipes of a parent share one memory domain (a 0600
-file in the run directory, ``/dev/shm/netmapy-UID`` unless NETMAPY_RUNDIR
-says otherwise), so buffers move between them by index: zero copy.
+file in pipes/ of netmapy's run directory, ``netmapy.rundir``:
+``/dev/shm/netmapy-UID`` unless NETMAPY_RUNDIR says otherwise), so buffers
+move between them by index: zero copy.
 
 Each end has one TX and one RX ring.  Packets written to one end's TX ring
 arrive in the other end's RX ring at its next rxsync/poll.  Nothing is
@@ -43,18 +44,13 @@ DEFAULT_BUF_SIZE = 2048
 
 
 def rundir():
-    """Where pipe domains and doorbells live (0700, owned by this user)."""
-    d = os.environ.get("NETMAPY_RUNDIR") or "/dev/shm/netmapy-%d" % os.getuid()
+    """Where pipe domains and doorbells live: the pipes/ sub-directory of
+    netmapy's run directory (0700, owned by this user; see netmapy.rundir)."""
+    from netmapy import rundir as _rundir
     try:
-        os.mkdir(d, 0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(d)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise BackendError("pipe run directory %s is not a directory owned by "
-                           "uid %d: remove it or set NETMAPY_RUNDIR" % (d, os.getuid()))
-    if st.st_mode & 0o077:
-        os.chmod(d, 0o700)
+        d = _rundir.rundir("pipes")
+    except NetmapyError as e:
+        raise BackendError("pipes: %s" % e) from None
     if d not in _checked_dirs:
         _checked_dirs.add(d)
         if not _in_memory_fs(d):

@@ -281,15 +281,9 @@ def _find_xdp_link(uint32_t prog_id):
 # ------------------------------------------------- per-interface program
 
 def _lock_dir():
-    for d in ("/run/netmapy/xdp", os.path.join(tempfile.gettempdir(), "netmapy-xdp")):
-        try:
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            if os.access(d, os.W_OK):
-                return d
-        except OSError:
-            pass
-    raise NetmapyError("no writable directory for the xdp backend's lock files "
-                       "(/run/netmapy/xdp)")
+    """The xdp/ sub-directory of netmapy's run directory (netmapy.rundir)."""
+    from netmapy import rundir as _rundir
+    return _rundir.rundir("xdp")
 
 
 _key_locks = {}
@@ -340,7 +334,7 @@ class _Attachment:
     Shared by every port of the process on that interface (refcounted) and,
     through the kernel objects, by every netmapy process on it: each holds
     the program's maps (and its bpf_link) by fd.  Open and close of these
-    run under an exclusive lock (a file under /run/netmapy/xdp, per network
+    run under an exclusive lock (a file in xdp/ of the run directory, per network
     namespace and ifindex); while it has ports, a process holds the
     interface's "users" file locked shared, so the last one out knows it is
     the last (flock locks die with their process, even after SIGKILL).
