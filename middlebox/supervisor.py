@@ -1,8 +1,11 @@
 """The supervisor: one pinned worker process per queue, restarted when it
 dies, counters sampled from shared memory, clean stop on SIGINT/SIGTERM.
 
-    sup = Supervisor("netmapy-bridge", specs, locks=[("mbox", "a0"), ...])
+    sup = Supervisor("netmapy-bridge", jobs, locks=[("mbox", "a0"), ...])
     sup.run(seconds=0, interval=1.0)
+
+``jobs`` are middlebox.jobs.Job values (BridgeJob, OffloadJob ...), one
+per worker process.
 
 It takes a lock per interface (a second instance is refused), runs the
 setup steps given to it (NIC changes, journaled so a crashed run is
@@ -140,10 +143,11 @@ class Supervisor:
         spec = self.specs[w]
         ctx = mp.get_context("spawn")
         from . import worker
-        p = ctx.Process(target=worker.main, args=(spec, self.errors), daemon=False,
-                        name="%s-w%d" % (self.prog, w))
+        p = ctx.Process(target=worker.main,
+                        args=(spec, w, self.stats.path, os.getpid(), self.errors),
+                        daemon=False, name="%s-w%d" % (self.prog, w))
         p.start()
-        cpu = spec.get("cpu")
+        cpu = spec.cpu
         if cpu is not None:
             try:
                 import psutil
@@ -213,7 +217,7 @@ class Supervisor:
             self.procs[w] = None
             if not waiting:
                 print("%s: worker %d (queue %s) exited with %s; restart %d in %.1fs" % (
-                    self.prog, w, self.specs[w].get("queue"), code, self.restarts[w], b),
+                    self.prog, w, self.specs[w].queue, code, self.restarts[w], b),
                     file=sys.stderr)
 
     def _stop_workers(self, timeout=5.0):
@@ -271,13 +275,12 @@ class Supervisor:
             nrules = len(self.rule_names)
             path = os.path.join(st.rundir(), "%s-%d.stats" % (self.prog, os.getpid()))
             self.stats = st.Stats.create(path, len(self.specs), nrules)
-            for w, spec in enumerate(self.specs):
-                spec["stats"] = path
-                spec["index"] = w
-                spec["parent"] = os.getpid()
             self.errors = mp.get_context("spawn").Queue()
             if self.prometheus:
-                host, _, port = self.prometheus.rpartition(":")
+                if isinstance(self.prometheus, str):
+                    host, _, port = self.prometheus.rpartition(":")
+                else:
+                    host, port = self.prometheus
                 _Prom.sup = self
                 self.httpd = http.server.ThreadingHTTPServer((host or "127.0.0.1", int(port)), _Prom)
                 threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -365,7 +368,7 @@ class Supervisor:
         for w, (cur, old) in enumerate(zip(snap, prev)):
             for d in range(2):
                 c, o = cur["dirs"][d], old["dirs"][d]
-                if d == 1 and self.specs[w].get("dir_names", ("", ""))[1] == "-":
+                if d == 1 and self.specs[w].dir_names[1] == "-":
                     continue
                 rows.append(dict(worker=w, queue=cur["queue"], cpu=cur["cpu"], dir=d,
                                  state=cur["state"], restarts=cur["restarts"],
@@ -385,7 +388,7 @@ class Supervisor:
         for r in rows:
             lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %3d" % (
                 r["worker"], r["queue"], r["cpu"],
-                self.specs[r["worker"]].get("dir_names", ("a->b", "b->a"))[r["dir"]][:6],
+                self.specs[r["worker"]].dir_names[r["dir"]][:6],
                 r["state"], r["rx_pps"],
                 r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6, r["fwd"], r["drop"],
                 r["restarts"]))

@@ -214,22 +214,25 @@ def test_pipeline_end_to_end_with_filters_and_python(tmp_path):
         sink.close()
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["-i", "pipe:x}0", "-p", "nope"], "expected GROUP:N"),
-    (["-i", "pcap:/nonexistent.pcap", "-p", "g:2"], "no such capture file"),
+@pytest.mark.parametrize("argv, code, needle", [
+    (["-i", "pipe:x}0", "-p", "nope"], 2, "Invalid value for '-p' / '--pipes': 'nope': "
+                                          "expected GROUP:N"),
+    (["-i", "pipe:x}0", "-p", "g:2", "--extra-bufs", "-1"], 2, "'--extra-bufs'"),
+    (["-i", "pcap:/nonexistent.pcap", "-p", "g:2"], 1, "no such capture file"),
 ])
-def test_lb_cli_errors(argv, needle):
+def test_lb_cli_errors(argv, code, needle):
     out = subprocess.run([sys.executable, "-m", "middlebox.lbcli"] + argv, capture_output=True,
                          text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
-    assert needle in out.stderr
+    assert out.returncode == code and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("netmapy-lb: error: ") and needle in out.stderr
 
 
 def test_pipeline_cli_errors():
     out = subprocess.run([sys.executable, "-m", "middlebox.pipeline", "pipe:a}0", "--stages",
                           "rx=2,filter=2"], capture_output=True, text=True, cwd=REPO,
                          env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
-    assert out.returncode == 1 and "one RX and one TX worker" in out.stderr
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "Invalid value for '--stages'" in out.stderr and "one RX and one TX worker" in out.stderr
 
 
 def test_lb_cli_runs(tmp_path):
