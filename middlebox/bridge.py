@@ -44,7 +44,7 @@ examples:
 @click.argument("if_a", metavar="IF_A", type=cli.PORT_OR_IFACE)
 @click.argument("if_b", metavar="[IF_B]", type=cli.PORT_OR_IFACE, required=False)
 @cli.backend_option()
-@click.option("--queues", type=click.IntRange(min=0), default=0, metavar="N",
+@click.option("--queues", type=cli.IntRange(min=0), default=0, metavar="N",
               help="queue pairs, one worker each (default: the interfaces' RX queue count, "
                    "at most the CPUs)")
 @cli.cpus_option()

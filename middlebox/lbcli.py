@@ -58,7 +58,7 @@ EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("netmapy-lb")
 @click.option("-p", "--pipes", multiple=True, required=True, metavar="GROUP:N",
               callback=lambda ctx, p, v: parse_groups(v),
               help="a group of N pipes (repeat for more groups; each gets a copy)")
-@click.option("--extra-bufs", type=click.IntRange(min=0), default=4096, show_default=True,
+@click.option("--extra-bufs", type=cli.IntRange(min=0), default=4096, show_default=True,
               help="buffers for packets a pipe cannot take at once")
 @click.option("--lossy", is_flag=True,
               help="when the extra buffers run out, drop from the longest backlog instead of "
@@ -66,7 +66,7 @@ EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("netmapy-lb")
 @click.option("--priority", metavar="EXPR",
               help="tcpdump expression of a latency-sensitive class: its packets go to the "
                    "priority pipes G{1000+k}")
-@click.option("--slots", type=click.IntRange(min=1), default=None, help="pipe ring size")
+@click.option("--slots", type=cli.IntRange(min=1), default=None, help="pipe ring size")
 @cli.backend_option()
 @cli.netns_option(help="open the input port inside this network namespace")
 @cli.seconds_option()

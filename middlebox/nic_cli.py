@@ -98,7 +98,7 @@ def _channels_body(**kw):
 
 _ch = _nic_options(_channels_body)
 for _k in ("other", "tx", "rx", "combined"):
-    _ch = click.option("--" + _k, type=click.IntRange(min=1), metavar="N",
+    _ch = click.option("--" + _k, type=cli.IntRange(min=1), metavar="N",
                        help="number of %s channels" % _k)(_ch)
 command.command("channels", help="Set channel counts (ethtool -L).",
                 epilog="example:\n  netmapy-nic channels eth3 --combined 8\n"
@@ -118,10 +118,10 @@ command.command("rss", help="RSS indirection weights (ethtool -X).",
                 epilog="example:\n  netmapy-nic rss eth3 --weights 1 1 0 1   # queue 2 gets no "
                        "RSS traffic\n  netmapy-nic rss eth3 --isolate 4")(
     _ifname_arg(click.argument("weights", metavar="[W...]", nargs=-1,
-                               type=click.IntRange(min=0))(
+                               type=cli.IntRange(min=0))(
         click.option("--weights", "weights_flag", is_flag=True,
                      help="one weight per RX queue follows, 0 = none (ethtool -X IF weight ...)")(
-            click.option("--isolate", type=click.IntRange(min=0), metavar="Q",
+            click.option("--isolate", type=cli.IntRange(min=0), metavar="Q",
                          help="weight 0 for queue Q, 1 for the others")(
                 _nic_options(_rss_body))))))
 
@@ -137,7 +137,7 @@ def _ntuple(ctx, ifname):
     ctx.obj = ifname
 
 
-_PORT = click.IntRange(0, 65535)
+_PORT = cli.IntRange(0, 65535)
 
 
 @_ntuple.command("add")
@@ -147,9 +147,9 @@ _PORT = click.IntRange(0, 65535)
 @click.option("--dst", metavar="ADDR[/LEN]", help="destination address or prefix")
 @click.option("--src-port", type=_PORT, metavar="P", help="source port (tcp/udp/sctp)")
 @click.option("--dst-port", type=_PORT, metavar="P", help="destination port (tcp/udp/sctp)")
-@click.option("--queue", type=click.IntRange(min=-1), required=True, metavar="Q",
+@click.option("--queue", type=cli.IntRange(min=-1), required=True, metavar="Q",
               help="deliver to RX queue Q (-1: drop)")
-@click.option("--loc", type=click.IntRange(min=0), metavar="L",
+@click.option("--loc", type=cli.IntRange(min=0), metavar="L",
               help="rule location (default: any free)")
 @_nic_options
 @click.pass_obj
@@ -159,7 +159,7 @@ def _ntuple_add(ifname, **kw):
 
 
 @_ntuple.command("del")
-@click.argument("loc", type=click.IntRange(min=0), metavar="LOC")
+@click.argument("loc", type=cli.IntRange(min=0), metavar="LOC")
 @_nic_options
 @click.pass_obj
 def _ntuple_del(ifname, **kw):
@@ -190,7 +190,7 @@ command.command("irqs", help="List IRQs or set their CPU affinity.",
                              metavar="[CPUS]",
                              help="one queue IRQ per CPU, NUMA-local CPUs first (default: all "
                                   "online CPUs)")(
-        click.option("--set", "set", nargs=2, type=(click.IntRange(min=0), str), default=None,
+        click.option("--set", "set", nargs=2, type=(cli.IntRange(min=0), str), default=None,
                      metavar="IRQ CPUS", help="set one IRQ's affinity (CPUS as 0-3,5)")(
             _nic_options(_irqs_body)))))
 

@@ -38,7 +38,7 @@ EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("nm-offload")
 
 @cli.command("nm-offload", epilog=EPILOG)
 @click.argument("ifname", metavar="IFACE", type=cli.IFACE)
-@click.argument("queues", metavar="QUEUE...", type=click.IntRange(min=0), nargs=-1,
+@click.argument("queues", metavar="QUEUE...", type=cli.IntRange(min=0), nargs=-1,
                 required=True)
 @click.option("--steer", metavar="EXPR",
               help="only packets matching this tcpdump expression leave the kernel "

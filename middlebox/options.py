@@ -37,7 +37,7 @@ def filter_options(f=None, *, python=True, python_flag="--python"):
                               "whose matches are dropped; repeatable"),
             click.option("--sample-drops", metavar="PREFIX", **g,
                          help="write dropped packets to PREFIX.wN.pcap (one file per worker)"),
-            click.option("--sample-max", type=click.IntRange(min=0), default=10000,
+            click.option("--sample-max", type=cli.IntRange(min=0), default=10000,
                          show_default=True, **g,
                          help="at most this many sampled packets per worker"),
         ]

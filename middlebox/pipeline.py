@@ -143,11 +143,11 @@ EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("netmapy-pipel
 @click.option("--stages", default="filter=2", show_default=True, callback=_stages,
               help="workers per stage: filter=N, or rx=1,filter=N,tx=1")
 @click.option("--priority", metavar="EXPR", help="latency-sensitive class, served first")
-@click.option("--budget", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--budget", type=cli.IntRange(min=1), default=64, show_default=True,
               help="bulk packets a worker takes between looks at the priority pipe")
 @click.option("--lossy", is_flag=True,
               help="drop from the longest backlog instead of holding the input back")
-@click.option("--extra-bufs", type=click.IntRange(min=0), default=4096, show_default=True,
+@click.option("--extra-bufs", type=cli.IntRange(min=0), default=4096, show_default=True,
               help="buffers for bursts a pipe cannot take at once")
 @cli.backend_option(help="the backend IN and OUT are opened with when they are interface "
                          "names: " + cli.BACKEND_HELP)

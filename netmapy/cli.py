@@ -41,7 +41,7 @@ __all__ = [
     "run", "command", "group", "Command", "Group", "Option", "pass_args",
     "common_options", "netns_option", "cpus_option", "backend_option", "output_options",
     "IFACE", "PORT", "PORT_OR_IFACE", "CPUS", "RATE", "SIZES", "COUNT", "SECONDS",
-    "HOST_PORT", "port_for", "terminate_on_sigterm", "completion_help",
+    "HOST_PORT", "IntRange", "port_for", "terminate_on_sigterm", "completion_help",
 ]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -355,6 +355,11 @@ class HostPortType(_Type):
             raise ValueError("%r: expected [HOST:]PORT with PORT 1..65535 (e.g. 9100 or "
                              "127.0.0.1:9100)" % value)
         return (host or "127.0.0.1", int(port))
+
+
+class IntRange(click.IntRange):
+    """click.IntRange shown as N in --help."""
+    name = "n"
 
 
 IFACE = InterfaceType()

@@ -19,8 +19,8 @@ def run(argv, **kw):
                           env=env, cwd=REPO, timeout=60, **kw)
 
 
-def one_error_line(out, prog, *needles):
-    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
+def one_error_line(out, prog, *needles, code=1):
+    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith(prog + ": error: "), lines[0]
@@ -32,7 +32,8 @@ def one_error_line(out, prog, *needles):
 
 def test_bad_port_name():
     out = run(["-m", "netmapy", "info", "netmap:eth0-x"])
-    one_error_line(out, "netmapy", "position 12", "ring number")
+    one_error_line(out, "netmapy", "Invalid value for 'PORT'", "position 12", "ring number",
+                   code=2)
 
 
 def test_missing_interface():

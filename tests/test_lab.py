@@ -414,8 +414,9 @@ def test_cli_errors_are_one_line():
     bad = subprocess.run([sys.executable, "-m", "tools.lab", "up", "--lines",
                           "0", "--prefix", unique()], cwd=str(REPO),
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1
-    assert bad.stderr.startswith("lab: error: lines must be")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("netmapy-lab: error: Invalid value for '--lines': 0 is not in "
+                                 "the range 1<=x<=256")
     assert len(bad.stderr.strip().splitlines()) == 1
     # not root -> one clear line
     nonroot = subprocess.run(
@@ -424,7 +425,7 @@ def test_cli_errors_are_one_line():
          "os.setgid(65534); os.setuid(65534); sys.exit(main())",
          "status"], cwd=str(REPO), capture_output=True, text=True, timeout=60)
     assert nonroot.returncode == 1
-    assert nonroot.stderr.startswith("lab: error:") and "root" in nonroot.stderr
+    assert nonroot.stderr.startswith("netmapy-lab: error:") and "root" in nonroot.stderr
     assert len(nonroot.stderr.strip().splitlines()) == 1
 
 

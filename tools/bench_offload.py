@@ -16,7 +16,6 @@ per packet is reported, and the test server's own socket-buffer drops
 be told apart from nm-offload's.
 """
 
-import argparse
 import ipaddress
 import json
 import os
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import click
 
 from netmapy import cli
 
@@ -55,10 +56,13 @@ def rules(nrules, client, linear=False):
     return "\n".join(lines) + "\n"
 
 
-def parse_rate(t):
-    t = t.strip().lower()
-    mult = 1e3 if t.endswith("k") else 1e6 if t.endswith("m") else 1
-    return int(float(t.rstrip("km")) * mult)
+def parse_rates(ctx, param, value):
+    """'50k,100k' -> [50000.0, 100000.0] packets per second (netmapy.units)."""
+    from netmapy.units import parse_rate
+    try:
+        return [parse_rate(r).pps() for r in value.split(",")]
+    except ValueError as e:
+        raise click.BadParameter(str(e))
 
 
 def sender(v, rate, seconds, out):
@@ -161,24 +165,27 @@ def measure(v, rate, seconds, rules_path):
                 cpu_ns_per_packet=1e9 * (cpu1 - cpu0) / max(1, summ["rx"]))
 
 
-def build_parser():
-    p = argparse.ArgumentParser(description="nm-offload scrubbing rate benchmark",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--rates", default="50k,100k,200k,300k,400k")
-    p.add_argument("--seconds", type=float, default=4)
-    p.add_argument("--rules", type=int, default=1000)
-    p.add_argument("--linear", action="store_true",
-                   help="write the non-matching rules as port ranges, which the rule index "
-                        "does not cover: measures the plain in-order walk")
-    p.add_argument("--json", metavar="FILE")
-    cli.add_common(p)
-    return p
+@cli.command("bench_offload", epilog=__doc__.split("\n\n", 1)[1])
+@click.option("--rates", default="50k,100k,200k,300k,400k", show_default=True,
+              callback=parse_rates, metavar="RATE,...", help="offered packets per second")
+@click.option("--seconds", type=cli.SECONDS, default=4, show_default=True, help="per rate")
+@click.option("--rules", type=cli.IntRange(min=1), default=1000, show_default=True,
+              help="rules in the rule file")
+@click.option("--linear", is_flag=True,
+              help="write the non-matching rules as port ranges, which the rule index does not "
+                   "cover: measures the plain in-order walk")
+@click.option("--json", metavar="FILE", type=click.Path(dir_okay=False),
+              help="also write the results as JSON")
+@cli.common_options(version=False)
+@cli.pass_args
+def command(args):
+    """nm-offload scrubbing rate benchmark."""
+    return run(args)
 
 
 def run(args):
-    from tools.lab import VethPair
-    rates = [parse_rate(r) for r in args.rates.split(",")]
+    from netmapy.tools.lab import VethPair
+    rates = args.rates
     results = []
     with VethPair(queues=1) as v:
         f = tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False)
@@ -209,7 +216,7 @@ def run(args):
 
 
 def main(argv=None):
-    return cli.run("bench_offload", build_parser, run, argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":
