@@ -1,15 +1,18 @@
 """netmapy.open() and friends (re-exported by the package)."""
 
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .names import parse_name, PortName
 from .backends import resolve
 from . import netns as _netns
 
+if TYPE_CHECKING:
+    from .core import Port
+
 
 def open(name: Union[str, PortName, None] = None, *, iface: Optional[str] = None,
          queue: Optional[int] = None, netns: Optional[str] = None,
-         backend: Optional[str] = None, **options: Any) -> Any:
+         backend: Optional[str] = None, **options: Any) -> "Port":
     """Open a port and return a Port.
 
     ``name`` is a port name (``"pipe:x{1"``, ``"packet:veth0"``,

@@ -416,7 +416,7 @@ def common_options(f=None, *, version=True):
         ]
         if version:
             opts.append(click.version_option(__version__, "--version",
-                                             message="%(prog)s, netmapy %(version)s",
+                                             message="%(prog)s (netmapy %(version)s)",
                                              cls=Option, group="General"))
         return _apply(opts, f)
     return deco(f) if f is not None else deco

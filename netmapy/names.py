@@ -353,7 +353,7 @@ def word_value(value):
     return value
 
 
-word_value.kind = "word"
+word_value.kind = "word"  # type: ignore[attr-defined]
 
 
 def path_value(value):
@@ -363,7 +363,7 @@ def path_value(value):
     return value
 
 
-path_value.kind = "path"
+path_value.kind = "path"  # type: ignore[attr-defined]
 
 
 def port_value(value):
@@ -374,7 +374,7 @@ def port_value(value):
         raise _BadValue(e.pos, e.expected + " (in the port name %r)" % value)
 
 
-port_value.kind = "port"
+port_value.kind = "port"  # type: ignore[attr-defined]
 
 _RING_ONLY = frozenset({"netmap", "vale"})
 _ALL_BUT_PCAP = frozenset(BACKENDS) - {"pcap"}
