@@ -107,7 +107,8 @@ def main(job, index, stats_path, parent, errors=None):
             ports.append(p.open())
         samples = []
         if job.sample:
-            samples.append(netmapy.open("pcap:" + job.sample, mode="w", slots=256))
+            samples.append(netmapy.open(netmapy.PortName("pcap", job.sample), mode="w",
+                                        slots=256))
         job.run(WorkerContext(ports=ports, filters=filters, counters=blk, samples=samples))
         for s in samples:
             s.close()

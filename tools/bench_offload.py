@@ -73,7 +73,8 @@ def sender(v, rate, seconds, out):
                    1024 + i, 53, b"F" * 18) for i in range(900)]
     valid_n = 0
     sent = 0
-    with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
+    with netmapy.open(netmapy.PortName.interface(v.if_a, "packet", tx_only=True),
+                      netns=v.ns_a) as tx:
         t0 = time.monotonic()
         tick = 0.01
         per_tick = max(10, int(rate * tick))

@@ -48,7 +48,9 @@ def log(*a):
 
 
 def _pktgen_argv(port, ln, size, extra=()):
-    return [sys.executable, "-m", "netmapy.tools.pktgen", "-i", port, "-f", "tx", "-l", str(size),
+    """netmapy-pktgen tx on ``port``: a port name, or [IFACE, options...]."""
+    port = [port] if isinstance(port, str) else list(port)
+    return [sys.executable, "-m", "netmapy.tools.pktgen", "-i"] + port + ["-f", "tx", "-l", str(size),
             "--src-mac", ln.src_mac, "--dst-mac", ln.sink_mac, "--src-ip", ln.src_ip,
             "--dst-ip", ln.sink_ip, "--src-port", "9", "--dst-port", "9", "-T", "0",
             "--json"] + list(extra)
@@ -103,10 +105,10 @@ class Case:
 
 class PktgenPacket(Case):
     name = "netmapy-pktgen packet"
-    port = "packet:%s"
+    port = ["--backend", "packet"]
 
     def start(self):
-        self.proc = _popen(_pktgen_argv(self.port % self.ln.src_if, self.ln, self.size,
+        self.proc = _popen(_pktgen_argv([self.ln.src_if] + self.port, self.ln, self.size,
                                         ["--netns", self.lab.ns("src"), "--cpus", "0"]))
         line = self.proc.stdout.readline()
         if not line.startswith("{"):
@@ -115,7 +117,7 @@ class PktgenPacket(Case):
 
 class PktgenXdp(PktgenPacket):
     name = "netmapy-pktgen xdp"
-    port = "xdp:%s-0/T"
+    port = ["--backend", "xdp", "--queue", "0"]
 
     def available(self):
         try:

@@ -145,7 +145,8 @@ def _rx_netmapy(ns, ifname, seconds, cpu, out):
     import netmapy
     from netmapy import fastpath
     os.sched_setaffinity(0, {cpu})
-    with netmapy.open("packet:%s/R" % ifname, netns=ns) as p:
+    with netmapy.open(netmapy.PortName.interface(ifname, "packet", rx_only=True),
+                      netns=ns) as p:
         c0 = time.process_time()
         r = fastpath.receive(p, seconds=seconds)
         r["cpu"] = time.process_time() - c0
@@ -158,7 +159,8 @@ def _tx_netmapy(ns, ifname, seconds, cpu, out):
     from netmapy import fastpath
     os.sched_setaffinity(0, {cpu})
     try:
-        with netmapy.open("packet:%s/T" % ifname, netns=ns) as p:
+        with netmapy.open(netmapy.PortName.interface(ifname, "packet", tx_only=True),
+                          netns=ns) as p:
             c0 = time.process_time()
             t0 = time.perf_counter()
             r = fastpath.transmit(p, FRAME60, seconds=seconds)

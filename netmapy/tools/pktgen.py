@@ -272,7 +272,7 @@ def _run_worker(plan, k, counters, events, go):
         ports.append(port)
         src = None
         if args.pcap:
-            src = netmapy.open("pcap:" + args.pcap)
+            src = netmapy.open(netmapy.PortName("pcap", args.pcap))
             ports.append(src)
         gen = None
         if args.function in ("tx", "ping") and not args.pcap:
