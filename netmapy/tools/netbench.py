@@ -337,7 +337,7 @@ class PyMmapBridge(Custom):
     def start(self, lab):
         for ln in lab.lines:
             argv = ["env", "PYTHONPATH=" + ROOT, "taskset", "-c", str(self.args.mbox_cpu),
-                    sys.executable, os.path.join(HERE, "pymmap_bridge.py"), ln.mbox_in,
+                    sys.executable, "-m", "netmapy.tools.pymmap_bridge", ln.mbox_in,
                     ln.mbox_out]
             self.procs.append(lab.exec("mbox", argv, start_new_session=True,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
