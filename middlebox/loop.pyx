@@ -26,6 +26,7 @@ cdef enum:
     W_HEARTBEAT = 2
     W_STATE = 3
     W_SAMPLED = 24
+    W_FAILED = 25           # + direction: forwarded, then refused by the TX sync
     DIR0 = 8
     DIR1 = 16
     RX = 0
@@ -89,10 +90,23 @@ cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now
     return total
 
 
-cdef inline int _sync_tx(Port p) noexcept nogil:
+cdef inline int _sync_counted(Port p, uint32_t ring, uint64_t *c, uint64_t *failed) noexcept nogil:
+    """TX sync of one ring; frames the backend could not send (counted as
+    forwarded when they were moved) move from fwd to failed."""
+    cdef uint64_t n0 = p.tx_failed, b0 = p.tx_failed_bytes, d
+    cdef int rc = p.c_txsync(ring)
+    d = p.tx_failed - n0
+    if d:
+        c[FWD] -= d
+        c[FWD + 1] -= p.tx_failed_bytes - b0
+        failed[0] += d
+    return rc
+
+
+cdef inline int _sync_tx(Port p, uint64_t *c, uint64_t *failed) noexcept nogil:
     cdef uint32_t i
     for i in range(p.ntx):
-        if p.c_txsync(i) < 0:
+        if _sync_counted(p, i, c, failed) < 0:
             return -1
     return 0
 
@@ -140,11 +154,11 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
             now = _now_ns()
             _direction(a, b, f_ab, c + DIR0, now, sa, c + W_SAMPLED, sample_max, swap)
             _direction(b, a, f_ba, c + DIR1, now, sb, c + W_SAMPLED, sample_max, swap)
-            if _sync_tx(b) < 0:
+            if _sync_tx(b, c + DIR0, c + W_FAILED) < 0:
                 rc = -1
                 which = 2
                 break
-            if _sync_tx(a) < 0:
+            if _sync_tx(a, c + DIR1, c + W_FAILED + 1) < 0:
                 rc = -1
                 which = 1
                 break
@@ -201,7 +215,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
             now = _now_ns()
             n = filter_move(f, rx, tx, swap, now, &c[FWD], &c[DROP], s, &cv[W_SAMPLED], sample_max)
             c[RX] += n
-            if dst.c_txsync(dst_ring) < 0:
+            if _sync_counted(dst, dst_ring, c, &cv[W_FAILED]) < 0:
                 rc = -1
                 which = 2
                 break
@@ -213,7 +227,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cv[W_STATE] = 2
     if rc < 0:
         (src if which == 1 else dst).raise_error()
-    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP])
+    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP], failed=cv[W_FAILED])
 
 
 from netmapy.includes.system cimport pollfd, poll as c_poll_fds, errno as c_errno

@@ -169,14 +169,16 @@ def run(args, out=sys.stdout):
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"][0]
     summary = dict(ifname=args.ifname, queues=args.queues, rx=d["rx"], reinjected=d["fwd"],
-                   dropped=d["drop"], ratelimited=d["ratelimited"], errors=d["errors"],
+                   reinject_failed=d["failed"], dropped=d["drop"],
+                   ratelimited=d["ratelimited"], errors=d["errors"],
                    rules=tot["rules"], restarts=tot["restarts"])
     if args.stats_json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
-        print("nm-offload: received %d, reinjected %d, dropped %d (%d rate-limited), "
-              "%d restart(s)" % (d["rx"], d["fwd"], d["drop"], d["ratelimited"],
-                                 tot["restarts"]), file=sys.stderr)
+        print("nm-offload: received %d, reinjected %d, reinjection failed %d, dropped %d "
+              "(%d rate-limited), %d restart(s)" % (
+                  d["rx"], d["fwd"], d["failed"], d["drop"], d["ratelimited"],
+                  tot["restarts"]), file=sys.stderr)
     return summary
 
 

@@ -200,9 +200,10 @@ def _steer_cbpf(steer):
     return [tuple(i) for i in steer]
 
 
-def load_program(asm, str name, maps=None):
-    """Load an xdpprog.Asm as an XDP program; returns its fd.  A verifier
-    rejection raises SteerError with the end of the verifier's log."""
+def load_program(asm, str name, maps=None, int prog_type=xdpprog.PROG_TYPE_XDP):
+    """Load an xdpprog.Asm as an XDP program (or another prog_type);
+    returns its fd.  A verifier rejection raises SteerError with the end of
+    the verifier's log."""
     cdef bytes code = asm.code(maps)
     cdef char *log = <char *>malloc(1 << 20)
     cdef int fd
@@ -210,16 +211,18 @@ def load_program(asm, str name, maps=None):
         raise MemoryError()
     try:
         log[0] = 0
-        fd = nx_prog_load(name.encode(), <const char *>code, len(code) // 8, log, 1 << 20)
+        fd = nx_prog_load(prog_type, name.encode(), <const char *>code, len(code) // 8, log,
+                          1 << 20)
+        kind = "XDP" if prog_type == xdpprog.PROG_TYPE_XDP else "tc"
         if fd < 0:
             if fd in (-_errno.EPERM, -_errno.EACCES):
-                raise _no_priv("loading an XDP program")
+                raise _no_priv("loading a BPF program")
             text = (<bytes>log).decode("utf-8", "replace").strip().splitlines()
             if text:
-                raise SteerError("the kernel's verifier rejected the XDP program %s (%d "
-                                 "instructions): %s" % (name, len(code) // 8,
+                raise SteerError("the kernel's verifier rejected the %s program %s (%d "
+                                 "instructions): %s" % (kind, name, len(code) // 8,
                                                         " | ".join(text[max(0, len(text) - 3):])))
-            raise OSError(-fd, "loading the XDP program %s: %s" % (name, os.strerror(-fd)))
+            raise OSError(-fd, "loading the %s program %s: %s" % (kind, name, os.strerror(-fd)))
         return fd
     finally:
         free(log)
@@ -830,8 +833,7 @@ cdef class XdpPort(Port):
         self.pool = NULL
         self.nsocks = 0
         self.ep_in = self.ep_out = -1
-        self.host.prog_fd = -1
-        self.host.ns_fd = -1
+        nm_inject_init(&self.host)
         self.ifindex = -1
 
     def __init__(self, name, **kw):
@@ -1214,23 +1216,36 @@ cdef class XdpPort(Port):
 
     # ------------------------------------------------------------ host
     def _open_host(self, info, q):
-        cdef int fd
-        fd = load_program(xdpprog.pass_program(), xdpprog.INJECT_NAME)
-        self.host.prog_fd = fd
-        self.push_undo("unload the host injection program", self._close_host)
-        self.host.ifindex = info.index
-        self.host.queue = q if q is not None else 0
-        self.host.ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self.host.ns_ino = _cur_ns_ino()
+        """The host TX ring: an AF_PACKET socket of this namespace and a
+        tcx egress program that turns its packets around into IF's ingress
+        (netmapy/includes/nm_inject.h)."""
+        cdef const char *stage = NULL
+        cdef int rc, fd
+        rc = nm_inject_socket(&self.host, info.index, 8 << 20, &stage)
+        if rc < 0:
+            if rc in (-_errno.EPERM, -_errno.EACCES):
+                raise _no_priv("opening the host ring's AF_PACKET socket")
+            raise OSError(-rc, "%s: host ring: %s: %s" % (self.name, stage.decode(),
+                                                          os.strerror(-rc)))
+        self.push_undo("close the host injection socket and program", self._close_host)
         self.host.next_tx = 0
+        fd = load_program(xdpprog.inject_program(self.host.cookie), xdpprog.INJECT_NAME,
+                          prog_type=xdpprog.PROG_TYPE_SCHED_CLS)
+        rc = nm_inject_attach(&self.host, fd)
+        if rc < 0:
+            close(fd)
+            if rc in (-_errno.EPERM, -_errno.EACCES):
+                raise _no_priv("attaching the host ring's tc program")
+            if rc == -_errno.EINVAL:
+                raise XdpUnsupported(
+                    "%s: host rings need tcx (Linux 6.6 or later): attaching the host "
+                    "injection program to %s's egress failed with EINVAL" % (
+                        self.name, info.name), _errno.EINVAL)
+            raise OSError(-rc, "%s: attaching the host injection program to %s (tcx "
+                               "egress): %s" % (self.name, info.name, os.strerror(-rc)))
 
     def _close_host(self):
-        if self.host.prog_fd >= 0:
-            close(self.host.prog_fd)
-            self.host.prog_fd = -1
-        if self.host.ns_fd >= 0:
-            close(self.host.ns_fd)
-            self.host.ns_fd = -1
+        nm_inject_close(&self.host)
 
     # ------------------------------------------------------------ fds
     def _setup_fds(self):
@@ -1289,9 +1304,12 @@ cdef class XdpPort(Port):
             if rc < 0:
                 return self.fail(-rc, "waking the AF_XDP socket for transmission")
             return 0
-        rc = nx_host_tx(&self.host, self.txr[i])
+        cdef uint64_t failed = self.host.failed, failed_bytes = self.host.failed_bytes
+        rc = nm_inject_tx(&self.host, self.txr[i])
+        self.tx_failed += self.host.failed - failed
+        self.tx_failed_bytes += self.host.failed_bytes - failed_bytes
         if rc < 0:
-            return self.fail(-rc, "handing frames to the host stack (BPF_PROG_RUN)")
+            return self.fail(-rc, "handing frames to the host stack")
         return 0
 
     cdef int b_rxsync(self, uint32_t i) noexcept nogil:
@@ -1516,7 +1534,9 @@ cdef class XdpPort(Port):
         tot["rx_naps"] = self.naps
         if self.host_on:
             tot.update(host_tx_packets=self.host.packets, host_tx_bytes=self.host.bytes,
-                       host_tx_errors=self.host.errors, host_tx_bad=self.host.oversize)
+                       host_tx_failed=self.host.failed,
+                       host_tx_failed_bytes=self.host.failed_bytes,
+                       host_tx_bad=self.host.bad, host_tx_waits=self.host.again)
         tot["queues"] = per
         return tot
 
