@@ -17,12 +17,14 @@ from netmapy.includes.system cimport (POLLIN, POLLOUT, EINTR, clock_gettime, tim
 from netmapy.includes.abi cimport netmap_ring, nm_ring_space
 from netmapy.core cimport Port, poll_pair, ring_move
 from middlebox.filter cimport Filter, filter_move
+from middlebox.kfilter cimport KernelRules
 
 import time
 
 cdef volatile int _stop = 0
 
 cdef enum:
+    FOLD_NS = 100000000     # in-kernel rule counters folded every 100 ms
     W_HEARTBEAT = 2
     W_STATE = 3
     W_SAMPLED = 24
@@ -176,11 +178,14 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
 
 
 def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, counters,
-            Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0):
+            Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0,
+            KernelRules kernel=None):
     """Filter what src's RX ring `ring` receives into dst's TX ring
     `dst_ring` (for nm-offload: the host TX ring, i.e. reinjection into the
     kernel); what the filter drops is released.  Same stop/drain rules as
-    bridge()."""
+    bridge().  `kernel`: the queue's in-kernel rule program, whose counters
+    are folded into ours every FOLD_NS (and whose dropped packets come to
+    user space while drops are sampled)."""
     cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
     cdef uint64_t *c = &cv[0] + DIR0
     cdef bint swap = src.mem is dst.mem
@@ -189,7 +194,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cdef netmap_ring *tx = dst.txr[dst_ring]
     cdef int rc = 0, which = 0, last = 0
     cdef uint32_t n
-    cdef uint64_t now, deadline = 0
+    cdef uint64_t now, deadline = 0, folded = 0
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
     cv[W_STATE] = 1
@@ -197,6 +202,13 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
         while True:
             if _stop or (deadline and _now_ns() >= deadline):
                 last = 1
+            if kernel is not None:
+                now = _now_ns()
+                if now - folded >= FOLD_NS or last:
+                    kernel.fold(c)
+                    folded = now
+                    if kernel.k.conf.punt_drops and cv[W_SAMPLED] >= sample_max:
+                        kernel.c_set_punt(0)      # enough samples: drop in the kernel
             if nm_ring_space(rx) and not nm_ring_space(tx):
                 rc = poll_pair(src, 0, dst, POLLOUT, 0 if last else wait_ms)
             else:

@@ -45,7 +45,7 @@ __all__ = [
     "Asm", "SteerError", "BpfTranslateError", "compile_filter", "cbpf_match", "translate", "dispatcher", "steer_program",
     "inject_program", "drop_program", "parse_cbpf", "XDP_ABORTED", "XDP_DROP",
     "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "PROG_NAME", "STEER_NAME",
-    "INJECT_NAME", "XSKMAP_NAME", "PROGMAP_NAME",
+    "INJECT_NAME", "XSKMAP_NAME", "PROGMAP_NAME", "CHAIN_NAME",
 ]
 
 # names the backend gives its kernel objects (BPF_OBJ_NAME_LEN is 16)
@@ -54,6 +54,7 @@ STEER_NAME = "netmapy_steer"
 INJECT_NAME = "netmapy_inject"     # tcx egress: host-stack injection
 XSKMAP_NAME = "netmapy_xsks"
 PROGMAP_NAME = "netmapy_filters"
+CHAIN_NAME = "netmapy_chain"      # per port: what runs after a steer match
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 
@@ -385,10 +386,13 @@ def _describe(pc, ins):
     return "instruction %d (code %#06x jt %d jf %d k %#x)" % (pc, code, jt, jf, k)
 
 
-def steer_program(cbpf, match_action=None):
+def steer_program(cbpf, match_action=None, chain=False):
     """The filter program for one queue: runs the classic BPF ``cbpf`` (a
     list of (code, jt, jf, k)) on the packet; on match redirects to the
     queue's AF_XDP socket, otherwise returns XDP_PASS.  Maps: XSKMAP_NAME.
+    ``chain``: on a match, first tail-call the queue's entry of the
+    CHAIN_NAME program array (a further filter, e.g. nm-offload's rule
+    program), redirecting only when it holds none.
     ``match_action`` (an XDP_* value) makes it return that on a match
     instead, with no map (for testing the translation).
     Raises BpfTranslateError naming the construct it cannot translate."""
@@ -396,6 +400,11 @@ def steer_program(cbpf, match_action=None):
     translate(cbpf, a, match="match", nomatch="pass")
     a.label("match")
     if match_action is None:
+        if chain:
+            a.mov64(1, 6)
+            a.ld_map(2, CHAIN_NAME)
+            a.ldx(W, 3, 6, MD_RX_QUEUE)
+            a.call(FN_TAIL_CALL)            # returns only if the entry is empty
         _redirect_tail(a)
     else:
         a.ret(match_action)

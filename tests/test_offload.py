@@ -157,6 +157,45 @@ def test_steer_keeps_other_traffic_in_the_kernel(pair, tmp_path):
     assert summary["rx"] == 20 and summary["dropped"] == 20 and summary["reinjected"] == 0
 
 
+def test_steer_then_rules_in_the_kernel(pair, tmp_path):
+    """--steer selects port-53 traffic; the rule program runs after it (the
+    steer filter's match tail-calls it): the flood is dropped and the valid
+    queries are passed in the kernel, other UDP never meets either."""
+    v = pair
+    rules = tmp_path / "dns.rules"
+    rules.write_text(RULES)
+    stop_ev, served, served7 = threading.Event(), [], []
+    srvs = [threading.Thread(target=echo_server, args=(v.ns_b, v.ip_b, port, stop_ev, out))
+            for port, out in ((53, served), (7000, served7))]
+    for t in srvs:
+        t.start()
+    p = start(v, "--rules", str(rules), "--rules-in", "kernel", "--steer", "udp dst port 53")
+    try:
+        with netns(v.ns_a):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.bind((v.ip_a, 40001))
+        flood = [udp_frame(v.mac_a, v.mac_b, "192.0.2.%d" % (i % 250 + 1), v.ip_b,
+                           1024 + i, 53, b"flood%05d" % i) for i in range(500)]
+        with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
+            assert tx.send(flood) == 500
+        for k in range(20):
+            c.sendto(b"x%d" % k, (v.ip_b, 7000))
+            c.sendto(b"q%d" % k, (v.ip_b, 53))
+        time.sleep(0.5)
+        c.close()
+    finally:
+        summary, err = stop(p)
+        stop_ev.set()
+        for t in srvs:
+            t.join()
+    assert sorted(d for _, d in served) == sorted(b"q%d" % k for k in range(20))
+    assert len(served7) == 20
+    assert summary["rx"] == 520 and summary["dropped"] == 500 and summary["reinjected"] == 20
+    by = {r["text"]: r["packets"] for r in summary["rules"]}
+    assert by["deny udp to port 53"] == 500
+    assert by["allow udp from 10.250.0.1 to any port 53"] == 20
+
+
 def test_bad_input_one_line(pair):
     v = pair
     for argv, needle in [([v.if_b, "5"], "no queue 5"),
@@ -215,12 +254,15 @@ def kworker_cpu_seconds():
     return tot
 
 
-def test_soak_every_reinjected_packet_reaches_the_server(pair, tmp_path):
+@pytest.mark.parametrize("where", ["user", "kernel"])
+def test_soak_every_reinjected_packet_reaches_the_server(pair, tmp_path, where):
     """Well past the 70,000 reinjections where BPF_PROG_RUN live frames
     broke down: 160,000 valid packets amid a flood, each counted by a real
     UDP server; its count equals nm-offload's reinjected counter exactly.
     After the stop nothing keeps the kernel busy and the interface can be
-    deleted at once."""
+    deleted at once.  Rules in user space (every packet through the worker
+    and the host ring) and in the kernel (the flood dropped, the valid
+    packets passed by the XDP rule program)."""
     v = pair
     rules = tmp_path / "dns.rules"
     rules.write_text(RULES)
@@ -243,7 +285,7 @@ def test_soak_every_reinjected_packet_reaches_the_server(pair, tmp_path):
     th = threading.Thread(target=serve)
     th.start()
     rcvbuf0 = udp_rcvbuf_errors(v.ns_b)
-    p = start(v, "--rules", str(rules))
+    p = start(v, "--rules", str(rules), "--rules-in", where)
     n_valid = 160000
     try:
         valid = [udp_frame(v.mac_a, v.mac_b, v.ip_a, v.ip_b, 40000 + i, 53, b"V" * 18)
@@ -285,8 +327,9 @@ def test_soak_every_reinjected_packet_reaches_the_server(pair, tmp_path):
 
 
 def test_a_packet_that_cannot_be_reinjected_is_counted_as_failed(pair, tmp_path):
-    """A frame the stack refuses is counted as failed, never as reinjected:
-    the sender's MTU is raised so that 1518-byte untagged frames reach the
+    """A frame the stack refuses is counted as failed, never as reinjected
+    (rules in user space: every packet goes through the host ring): the
+    sender's MTU is raised so that 1518-byte untagged frames reach the
     receiving veth (which accepts MTU + 4 for a VLAN tag) and nm-offload,
     but the receiving interface's own MTU (1500) refuses them on the way
     back in (EMSGSIZE)."""
@@ -298,7 +341,7 @@ def test_a_packet_that_cannot_be_reinjected_is_counted_as_failed(pair, tmp_path)
     stop_ev = threading.Event()
     srv = threading.Thread(target=echo_server, args=(v.ns_b, v.ip_b, 7000, stop_ev, got))
     srv.start()
-    p = start(v, "--rules", str(rules))
+    p = start(v, "--rules", str(rules), "--rules-in", "user")
     try:
         from tools.lab import build_udp_frame
         big = [build_udp_frame(v.mac_a, v.mac_b, v.ip_a, v.ip_b, 5000 + i, 7000, 1518)

@@ -909,7 +909,7 @@ cdef class XdpPort(Port):
         fill = int(fill_size or ring_size)
         self._py.update(ring_size=ring_size, fill=fill, need_wakeup=bool(need_wakeup),
                         zerocopy=zerocopy, tx_budget=int(tx_budget or 0), steer=None,
-                        steer_fd=-1, att=None, driver=info.driver, nrs=nrs, nts=nts,
+                        steer_fd=-1, chain_fd=-1, qprog_fd=-1, att=None, driver=info.driver, nrs=nrs, nts=nts,
                         hooks=[], sockfd={})
         # buffers: netmap slots, fill rings, in-flight TX, host ring
         per_q = (nrs + fill if want_rx else 0) + (nts + ring_size if want_tx else 0)
@@ -938,7 +938,7 @@ cdef class XdpPort(Port):
         # the interface
         steer_asm = None
         if steer is not None and want_rx:
-            steer_asm = xdpprog.steer_program(_steer_cbpf(steer))
+            steer_asm = xdpprog.steer_program(_steer_cbpf(steer), chain=True)
             self._py["steer"] = steer
         elif steer is not None:
             raise BackendError("%s: steer= selects received packets; this port has no RX ring"
@@ -971,7 +971,8 @@ cdef class XdpPort(Port):
             if steer_asm is not None:
                 att = self._py["att"]
                 self._py["steer_fd"] = load_program(
-                    steer_asm, xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd})
+                    steer_asm, xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd,
+                                                    xdpprog.CHAIN_NAME: self._chain_map()})
                 self.push_undo("unload the steer program", self._close_steer)
         self.queues = tuple(queues)
         self._py["reserve"] = 0
@@ -1180,11 +1181,26 @@ cdef class XdpPort(Port):
         self.socks = NULL
 
     def _bypass(self, uint32_t i):
-        """Install the filter of ring i's queue, then its XSKMAP entry."""
+        """Install the filters of ring i's queue, then its XSKMAP entry."""
         att = self._py["att"]
         q = self.socks[i].queue
-        att.set_filter(q, self._py["steer_fd"])
+        self._install_filters(q)
         att.bypass(q, self.socks[i].fd)
+
+    def _install_filters(self, q):
+        """Queue q's filter: the steer program (followed, through the chain
+        map, by the queue program) or the queue program alone, or none."""
+        att = self._py["att"]
+        steer_fd, qprog = self._py["steer_fd"], self._py["qprog_fd"]
+        if steer_fd >= 0:
+            rc = nx_map_set(self._py["chain_fd"], q, qprog) if qprog >= 0 else \
+                nx_map_del(self._py["chain_fd"], q)
+            if rc < 0 and -rc != _errno.ENOENT:
+                _err(rc, "%s: installing the program after the steer filter of queue %d"
+                     % (self.name, q))
+            att.set_filter(q, steer_fd)
+        else:
+            att.set_filter(q, qprog)
 
     def _unbypass(self, uint32_t i):
         att = self._py["att"]
@@ -1194,6 +1210,53 @@ cdef class XdpPort(Port):
             att.set_filter(q, -1)
         except OSError:
             pass
+        if self._py.get("chain_fd", -1) >= 0:
+            nx_map_del(self._py["chain_fd"], q)
+
+    def _chain_map(self):
+        """The port's CHAIN program array (created on first use)."""
+        cdef int fd
+        if self._py["chain_fd"] < 0:
+            fd = nx_map_create(BPF_MAP_TYPE_PROG_ARRAY, xdpprog.CHAIN_NAME.encode(), 4, 4,
+                               self._py["cap"])
+            if fd < 0:
+                _err(fd, "%s: creating the chain program array" % self.name)
+            self._py["chain_fd"] = fd
+            self.push_undo("close the chain program array", self._close_chain)
+        return self._py["chain_fd"]
+
+    def _close_chain(self):
+        fd = self._py.get("chain_fd", -1)
+        if fd >= 0:
+            close(fd)
+            self._py["chain_fd"] = -1
+
+    @property
+    def xsk_map_fd(self):
+        """The interface's XSKMAP (queue -> AF_XDP socket): what a queue
+        program redirects to (``bpf_redirect_map(xsks, rx_queue, XDP_PASS)``)."""
+        self._check_open()
+        if not self.rx_on:
+            raise BackendError("%s has no RX ring: no XSKMAP" % self.name)
+        return self._py["att"].xsk_fd
+
+    def set_queue_program(self, int prog_fd):
+        """Run this XDP program (an fd; -1 removes it) on this port's queues:
+        after the steer filter when there is one, else instead of the plain
+        redirect.  It sees every packet of the queue (that the steer filter
+        selected) and decides: XDP_PASS, XDP_DROP, or redirect into
+        ``xsk_map_fd`` (user space).  Atomic per queue; the caller keeps
+        the fd open while it is installed (nm-offload's in-kernel rules:
+        middlebox.kfilter)."""
+        cdef uint32_t i
+        self._check_open()
+        if not self.rx_on:
+            raise BackendError("%s: a queue program sees received packets; this port has "
+                               "no RX ring" % self.name)
+        self._py["qprog_fd"] = prog_fd
+        for i in range(self.nsocks):
+            if self.socks[i].fd >= 0:
+                self._install_filters(self.socks[i].queue)
 
     def _unbypass_all(self):
         cdef uint32_t i
@@ -1489,13 +1552,14 @@ cdef class XdpPort(Port):
         att = self._py["att"]
         new_fd = -1
         if steer is not None:
-            new_fd = load_program(xdpprog.steer_program(_steer_cbpf(steer)),
-                                  xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd})
+            new_fd = load_program(xdpprog.steer_program(_steer_cbpf(steer), chain=True),
+                                  xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd,
+                                                       xdpprog.CHAIN_NAME: self._chain_map()})
         old = self._py.get("steer_fd", -1)
         self._py["steer_fd"] = new_fd
         self._py["steer"] = steer
         for i in range(self.nsocks):
-            att.set_filter(self.socks[i].queue, new_fd)
+            self._install_filters(self.socks[i].queue)
         if old >= 0:
             close(old)
         if new_fd >= 0 and old < 0:
