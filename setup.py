@@ -34,7 +34,7 @@ extensions = [
     ext("middlebox.loop", ["pcap"]),
     ext("middlebox.lb", ["pcap"]),
     ext("netmapy.backends.xdp", ["bpf"]),
-    ext("middlebox.kfilter", ["bpf", "pcap"], ["middlebox/mb_kern.c"]),
+    ext("middlebox.kfilter", ["bpf", "pcap"], ["middlebox/csrc/mb_kern.c"]),
 ]
 
 # BPF programs written in C, compiled with clang (-target bpf) into objects
