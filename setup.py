@@ -82,10 +82,13 @@ def find_library(name):
 
 class BuildExt(build_ext):
     """build_ext that finds libpcap and libbpf first (so a missing one is one
-    clear line, not a compiler error)."""
+    clear line, not a compiler error), and builds the BPF programs."""
 
     def run(self):
         found = {name: find_library(name) for name in LIBS}
+        build_bpf()                                  # in place (editable, --inplace)
+        if not self.inplace and self.build_lib:
+            build_bpf(self.build_lib)                # and into the wheel
         for ext in self.extensions:
             for name in EXT_LIBS.get(ext.name, ()):
                 inc, libdirs, libs = found[name]
@@ -99,10 +102,10 @@ class BuildExt(build_ext):
 EXT_LIBS = {}
 
 
-def ext(name, libs=()):
+def ext(name, libs=(), sources=()):
     EXT_LIBS[name] = tuple(libs)
-    return Extension(name, [name.replace(".", "/") + ".pyx"], include_dirs=list(INC),
-                     extra_compile_args=CFLAGS)
+    return Extension(name, [name.replace(".", "/") + ".pyx"] + list(sources),
+                     include_dirs=list(INC), extra_compile_args=CFLAGS)
 
 
 extensions = [
@@ -117,7 +120,31 @@ extensions = [
     ext("middlebox.loop", ["libpcap"]),
     ext("middlebox.lb", ["libpcap"]),
     ext("netmapy.backends.xdp", ["libbpf"]),
+    ext("middlebox.kfilter", ["libbpf", "libpcap"], ["middlebox/csrc/mb_kern.c"]),
 ]
+
+# BPF programs written in C, compiled with clang (-target bpf) into objects
+# that ship beside their loaders.  Without clang the build goes on and the
+# programs' users say at run time what is missing (rule files then run in
+# user space).
+BPF_PROGRAMS = ["middlebox/bpf/mb_rules.bpf.c"]
+
+
+def build_bpf(out_root="."):
+    clang = os.environ.get("CLANG") or shutil.which("clang")
+    if not clang:
+        print("setup.py: clang not found: the in-kernel rule program is not built "
+              "(apt-get install clang for it)", file=sys.stderr)
+        return
+    arch = sysconfig.get_config_var("MULTIARCH") or ""
+    incs = ["-I/usr/include/" + arch] if arch and os.path.isdir("/usr/include/" + arch) else []
+    for src in BPF_PROGRAMS:
+        obj = os.path.join(out_root, src[:-2] + ".o")
+        os.makedirs(os.path.dirname(obj), exist_ok=True)
+        cmd = [clang, "-O2", "-g", "-Wall", "-target", "bpf"] + incs + ["-c", src, "-o", obj]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit("setup.py: compiling %s with clang failed:\n%s" % (src, r.stderr.strip()))
 
 directives = {"language_level": 3, "embedsignature": True}
 if DEBUG:

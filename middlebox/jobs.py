@@ -60,6 +60,7 @@ class WorkerContext:
     filters: list
     counters: object
     samples: list
+    index: int = 0
 
 
 JOBS = {}
@@ -145,6 +146,8 @@ class OffloadJob(Job):
 
     rx_ring: int = 0
     tx_ring: Union[int, str] = "host"
+    rules_in: str = "auto"              # where a rule file runs: auto, kernel, user
+    prog: str = "nm-offload"            # the command, for messages
 
     kind: ClassVar[str] = "offload"
 
@@ -157,9 +160,45 @@ class OffloadJob(Job):
             if not dst.host_tx:
                 raise ValueError("%s has no host TX ring to reinject into" % dst.name)
             tx_ring = dst.num_tx_rings
-        loop.offload(src, self.rx_ring, dst, tx_ring, ctx.filters[0], ctx.counters,
-                     ctx.samples[0] if ctx.samples else None, wait_ms=self.wait_ms,
-                     seconds=self.seconds, sample_max=self.sample_max)
+        kr = self._kernel_rules(ctx, src, ctx.filters[0], bool(ctx.samples))
+        try:
+            loop.offload(src, self.rx_ring, dst, tx_ring, ctx.filters[0], ctx.counters,
+                         ctx.samples[0] if ctx.samples else None, wait_ms=self.wait_ms,
+                         seconds=self.seconds, sample_max=self.sample_max, kernel=kr)
+        finally:
+            if kr is not None:
+                # the queue back to the kernel first, then the last counts
+                src.close()
+                kr.fold_into(ctx.counters)
+                kr.close()
+
+    def _kernel_rules(self, ctx, port, f, sampling):
+        """The in-kernel rule program (middlebox.kfilter), installed as the
+        port's queue program; None when the rules run in user space.
+        ``rules_in``: "auto" (the kernel when it can, else user space,
+        saying why once), "kernel" (the kernel or an error), "user"."""
+        import sys
+        where = self.rules_in
+        if where == "user" or not self.filters or self.filters[0][0] != "rules":
+            if where == "kernel":
+                raise ValueError("--rules-in kernel needs a rule file as the first filter "
+                                 "(--rules)")
+            return None
+        from middlebox.kfilter import KernelRules, KernelFilterUnavailable
+        try:
+            if not hasattr(port, "set_queue_program"):
+                raise KernelFilterUnavailable("the %s backend has no XDP program to run them in"
+                                              % port.backend)
+            kr = KernelRules(f, port.xsk_map_fd, punt_drops=sampling and self.sample_max > 0)
+        except KernelFilterUnavailable as e:
+            if where == "kernel":
+                raise
+            if ctx.index == 0:
+                print("%s: rules run in user space: %s" % (self.prog, e), file=sys.stderr,
+                      flush=True)
+            return None
+        port.set_queue_program(kr.prog_fd)
+        return kr
 
 
 @dataclass

@@ -50,6 +50,13 @@ EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("nm-offload")
               help="leave the RSS indirection table alone")
 @cli.backend_option(choices=("netmap", "xdp"),
                     help="netmap (the module where present, else xdp) or xdp")
+@click.option("--rules-in", type=click.Choice(("auto", "kernel", "user")), default="auto",
+              show_default=True,
+              help="where the rule file (--rules, the first filter) runs: 'kernel' -- an XDP "
+                   "program drops the flood and passes valid packets to the stack before any "
+                   "copy to user space, leaving rate limits, later filter stages and sampled "
+                   "drops to the workers; 'user' -- every packet of the queue goes to the "
+                   "workers; 'auto' -- the kernel when it can, else user space, saying why")
 @cli.netns_option(help="the interface is in this network namespace (ip netns name)")
 @cli.cpus_option()
 @cli.seconds_option()
@@ -150,6 +157,7 @@ def plan(args):
         port = PortName.interface(args.ifname, args.backend, q, single_rx=True)
         specs.append(OffloadJob(ports=[PortSpec(port, args.netns, kw)], queue=q,
                                 cpu=cpus[k % len(cpus)], tx_ring="host",
+                                rules_in=args.rules_in, prog="nm-offload",
                                 dir_names=("q%d>host" % q, "-")))
     return specs
 
@@ -183,14 +191,16 @@ def run(args, out=sys.stdout):
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"][0]
     summary = dict(ifname=args.ifname, queues=args.queues, rx=d["rx"], reinjected=d["fwd"],
-                   dropped=d["drop"], ratelimited=d["ratelimited"], errors=d["errors"],
+                   reinject_failed=d["failed"], dropped=d["drop"],
+                   ratelimited=d["ratelimited"], errors=d["errors"],
                    rules=tot["rules"], restarts=tot["restarts"])
     if args.json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
-        print("nm-offload: received %d, reinjected %d, dropped %d (%d rate-limited), "
-              "%d restart(s)" % (d["rx"], d["fwd"], d["drop"], d["ratelimited"],
-                                 tot["restarts"]), file=sys.stderr)
+        print("nm-offload: received %d, reinjected %d, reinjection failed %d, dropped %d "
+              "(%d rate-limited), %d restart(s)" % (
+                  d["rx"], d["fwd"], d["failed"], d["drop"], d["ratelimited"],
+                  tot["restarts"]), file=sys.stderr)
     return summary
 
 

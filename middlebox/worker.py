@@ -109,7 +109,8 @@ def main(job, index, stats_path, parent, errors=None):
         if job.sample:
             samples.append(netmapy.open(netmapy.PortName("pcap", job.sample), mode="w",
                                         slots=256))
-        job.run(WorkerContext(ports=ports, filters=filters, counters=blk, samples=samples))
+        job.run(WorkerContext(ports=ports, filters=filters, counters=blk, samples=samples,
+                              index=w))
         for s in samples:
             s.close()
         blk[st.W_STATE] = 3
