@@ -52,6 +52,8 @@ examples:
   netmapy-pktgen -i packet:veth0 -f tx -n 1000000
   # sink on the other end, in namespace ns1, stop after 2 s without traffic
   netmapy-pktgen -i packet:veth1 -f rx --netns ns1 --idle 2
+  # an interface by its Linux name ('-' too), on the best backend or --backend
+  netmapy-pktgen -i nb-si0 -f tx -n 1000 --backend xdp --queue 1
   # 10 s of IMIX at 200 Mbps over 1000 flows (source ports 1024-2023)
   netmapy-pktgen -i packet:veth0 -f tx -l imix -R 200Mbps -d 10 --src-port 1024-2023
   # random sizes, random flows among 10.0.0.0/24, 100 kpps
