@@ -1,4 +1,4 @@
-"""Tests of the veth lab (tools/lab.py) and of netmapy.netns.
+"""Tests of the veth lab (netmapy/tools/lab.py, tools.lab in a checkout) and of netmapy.netns.
 
 They create network namespaces, so they need root; every name they use is
 unique to this test process and nothing is left behind (checked at the end).

@@ -3,7 +3,7 @@ bridge is compared with.  No netmapy, no C of ours: TPACKET_V3 mmap RX rings
 read with struct/memoryview in Python, frames written into TPACKET_V2 mmap TX
 rings in Python, one send() per batch.  Forwards both ways.
 
-    python tools/pymmap_bridge.py IF_A IF_B [--seconds S]
+    python3 -m netmapy.tools.pymmap_bridge IF_A IF_B [--seconds S]
 
 (What LAB-NOTES calls "pure Python, TPACKET_V3 mmap ring + batched send".)
 """
