@@ -18,6 +18,7 @@ def ext(name, libraries=()):
 
 
 extensions = [
+    ext("netmapy.stop"),
     ext("netmapy.core"),
     ext("netmapy.fastpath"),
     ext("netmapy.pktgen"),

@@ -20,7 +20,7 @@ import threading
 import time
 
 import netmapy
-from netmapy import cli
+from netmapy import cli, stop
 
 
 def build_parser():
@@ -72,6 +72,11 @@ def run(args, out=sys.stdout):
         prio.attach_counters()
     kw = {"slots": args.slots} if args.slots else {}
     opened = []
+    # SIGINT/SIGTERM end b.run() (C handlers: it never returns to Python on
+    # its own); then the summary is printed and the pipes are closed, before
+    # the previous handlers come back
+    stop.reset()
+    stop.install_handlers()
     try:
         src = netmapy.open(args.input, netns=args.netns)
         opened.append(src)
@@ -107,10 +112,6 @@ def run(args, out=sys.stdout):
                         "%s fwd %d wait %d drop %d" % (p["port"], p["fwd"], p["waiting"],
                                                        p["dropped"]) for p in st["pipes"])),
                           file=out, flush=True)
-        lb.reset()
-        import signal
-        signal.signal(signal.SIGTERM, lambda *a: lb.stop())
-        signal.signal(signal.SIGINT, lambda *a: lb.stop())
         t = threading.Thread(target=report, daemon=True)
         if args.interval:
             t.start()
@@ -118,6 +119,8 @@ def run(args, out=sys.stdout):
             result = b.run(seconds=args.seconds, count=args.count)
         finally:
             done.set()
+            if t.is_alive():
+                t.join(5)
         print(json.dumps(dict(summary=result)) if args.json else
               "netmapy-lb: %d packets in; %s" % (result["rx"], ", ".join(
                   "%s %d" % (p["port"], p["fwd"]) for p in result["pipes"])),
@@ -129,6 +132,7 @@ def run(args, out=sys.stdout):
                 p.close()
             except Exception:
                 pass
+        stop.restore_handlers()
 
 
 def main(argv=None):

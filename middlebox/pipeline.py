@@ -32,6 +32,7 @@ oldest packet of the longest backlog instead, counted per pipe.
 import argparse
 import json
 import os
+import re
 import sys
 
 from netmapy import cli
@@ -92,10 +93,27 @@ class Pipeline:
         return specs
 
     def run(self, seconds=0, interval=1.0, out=None, stats_json=False, prometheus=None):
+        remove_stale_pipes()
         sup = Supervisor("netmapy-pipeline", self.specs(), locks=(),
                          rule_names=self.rule_names, rule_descriptions=self.rule_descriptions,
                          out=out, stats_json=stats_json, prometheus=prometheus)
         return sup.run(seconds=seconds, interval=interval)
+
+
+def remove_stale_pipes(out=sys.stderr):
+    """Free the pipes of dead pipelines (default names plPID, PID the dead
+    supervisor's) whose ends are all dead too (a SIGKILLed pipeline whose
+    workers were killed as well); returns what pipe.clean_stale() did."""
+    from netmapy.backends import pipe
+    from .nic import _proc_start_time
+    dead = [d for d in pipe.list_domains()
+            if re.fullmatch(r"pl\d+", d) and int(d[2:]) != os.getpid() and
+            _proc_start_time(int(d[2:])) is None]
+    done = pipe.clean_stale(dead) if dead else []
+    for parent, freed, removed in done:
+        print("netmapy-pipeline: freed %d pipe(s) of a dead pipeline%s: %s" % (
+            freed, " and removed its memory" if removed else "", parent), file=out)
+    return done
 
 
 def parse_stages(text):

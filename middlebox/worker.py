@@ -69,10 +69,14 @@ def _die_with_parent():
 def main(spec, errors=None):
     """Run one worker until SIGTERM/SIGINT (or its duration) ends it."""
     from middlebox import loop, stats as st
-    # our C-level SIGTERM/SIGINT handlers stop the loops; the xdp backend
-    # must not replace them with Python ones (those would wait for the GIL)
+    from netmapy import stop
+    # SIGTERM/SIGINT set the process-wide stop flag (C handlers) that every
+    # loop below reads, also while it never returns to Python; the xdp
+    # backend must not replace them with Python ones (those would wait for
+    # the GIL)
     os.environ["NETMAPY_NO_SIGNAL_HANDLERS"] = "1"
-    loop.install_signal_handlers()
+    stop.reset()
+    stop.install_handlers()
     _die_with_parent()
     if os.getppid() != spec["parent"]:
         return 0                      # the supervisor is already gone
@@ -111,8 +115,6 @@ def main(spec, errors=None):
         if spec["kind"] == "lb":
             from middlebox import lb
             from middlebox.filter import Filter
-            signal.signal(signal.SIGTERM, lambda *a: lb.stop())
-            signal.signal(signal.SIGINT, lambda *a: lb.stop())
             src = ports[0]
             n = spec["nworkers"]
             outs = ports[1:1 + n]
@@ -127,8 +129,6 @@ def main(spec, errors=None):
             b.run(counters=blk)
         elif spec["kind"] == "stage" and spec.get("python"):
             from netmapy import fastpath
-            signal.signal(signal.SIGTERM, lambda *a: fastpath.stop())
-            signal.signal(signal.SIGINT, lambda *a: fastpath.stop())
             fn = load_function(spec["python"])
             lo, out = ports[0], ports[1]
             hi = ports[2] if len(ports) > 2 else None
@@ -146,8 +146,6 @@ def main(spec, errors=None):
             loop.merge(ports[:-1], ports[-1], blk, seconds=spec.get("seconds", 0))
         elif spec["kind"] == "bridge" and spec.get("python"):
             from netmapy import fastpath
-            signal.signal(signal.SIGTERM, lambda *a: fastpath.stop())
-            signal.signal(signal.SIGINT, lambda *a: fastpath.stop())
             fn = load_function(spec["python"])
             a, b = ports
             fastpath.bridge_py(a, b, fn, counters=blk, wait_ms=spec.get("wait_ms", 100),

@@ -1054,18 +1054,22 @@ def main(argv=None):
                   % (" --prefix " + args.prefix if args.prefix else ""),
                   flush=True)
             return 0
-        # hold
+        # hold: from here a signal only sets the stop flag (netmapy.stop), so
+        # it can never cut the building or the removal of the lab short
+        from netmapy import stop
+        stop.reset()
+        stop.install_handlers((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
             lab.up()
             print(lab.summary())
             print("lab: up; press Ctrl-C (or send SIGTERM) to take it down",
                   flush=True)
-            while True:
-                signal.pause()
-        except _Stop:
-            pass
+            stop.wait()
+            print("lab: signal %d: final counters" % stop.signal_received(), flush=True)
+            _status(args.prefix)
         finally:
             lab.down()
+            stop.restore_handlers()
         print("lab: down", flush=True)
         return 0
     except _Stop as e:
