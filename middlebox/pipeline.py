@@ -111,6 +111,8 @@ def remove_stale_pipes(out=sys.stderr):
             _proc_start_time(int(d[2:])) is None]
     done = pipe.clean_stale(dead) if dead else []
     for parent, freed, removed in done:
+        if not (freed or removed):
+            continue                    # its pipes have live ends: kept
         print("netmapy-pipeline: freed %d pipe(s) of a dead pipeline%s: %s" % (
             freed, " and removed its memory" if removed else "", parent), file=out)
     return done

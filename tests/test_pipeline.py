@@ -20,6 +20,8 @@ from netmapy import fastpath
 from middlebox import lb, loop
 from middlebox.filter import Filter
 
+from conftest import stop_within
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _n = [0]
 
@@ -246,3 +248,180 @@ def test_lb_cli_runs(tmp_path):
     got = [len(o.recv(max=1000, timeout=0.5)) for o in outs]
     assert summary["rx"] == 300 and sum(got) == 300
     assert [p["fwd"] for p in summary["pipes"]] == got
+
+
+# ------------------------------------------------ signals under load, cleanup
+def feeder(port, frames_, seconds):
+    """Send frames on port until `seconds` pass (waits when it is full)."""
+    end = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < end:
+        sent += port.send(frames_, timeout=0.05)
+    return sent
+
+
+def sink(port, seconds, got):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        got[0] += len(port.recv(max=1024, timeout=0.05))
+
+
+def start_cli(module, argv):
+    p = subprocess.Popen([sys.executable, "-m", module] + argv, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    return p
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_lb_cli_stops_on_a_signal_under_load(sig, private_rundir):
+    """netmapy-lb reading a pipe that a feeder keeps full, one consumer
+    slower than the other: the signal ends it promptly, it prints its
+    summary (counts that add up) and closes its pipes."""
+    name = uniq("ls")
+    src = netmapy.open("pipe:%sin{0" % name)
+    outs = [netmapy.open("pipe:%s}%d" % (name, k)) for k in range(2)]
+    p = start_cli("middlebox.lbcli", ["-i", "pipe:%sin}0" % name, "-p", "%s:2" % name,
+                                      "--json", "--interval", "0.2"])
+    got = [[0], [0]]
+    frames_ = [udp(*f[0], seq=i) for i, f in enumerate(flows(64))]
+    threads = [threading.Thread(target=sink, args=(outs[0], 3.0, got[0]))]
+    try:
+        assert "netmapy-lb:" in p.stderr.readline()
+        threads[0].start()
+        fed = threading.Thread(target=feeder, args=(src, frames_, 2.0))
+        fed.start()
+        time.sleep(1.0)                              # traffic flows (pipe 1 is full)
+        out, err = stop_within(p, sig)
+        fed.join()
+        threads[0].join()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    lines = [json.loads(l) for l in out.splitlines()]
+    s = lines[-1]["summary"]
+    assert len(lines) > 1 and all("rx_pps" in l for l in lines[:-1])   # live reports
+    assert s["rx"] > 0 and s["errors"] == 0
+    assert s["rx"] == sum(x["fwd"] + x["dropped"] for x in s["pipes"])
+    assert s["rx_bytes"] == sum(x["fwd_bytes"] + x["dropped_bytes"] for x in s["pipes"])
+    got[1][0] = len(outs[1].recv(max=100000, timeout=0.2))
+    assert [x["fwd"] for x in s["pipes"]] == [got[0][0] + len(outs[0].recv(max=100000, timeout=0.2)),
+                                             got[1][0]]
+    for o in outs + [src]:
+        o.close()
+    # its pipe ends were closed: the pipes' files went with ours
+    assert not [f for f in os.listdir(private_rundir) if f.startswith(name)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_pipeline_stops_on_a_signal_under_load(sig, private_rundir):
+    name = uniq("ps")
+    src = netmapy.open("pipe:%sin{0" % name)
+    out_ = netmapy.open("pipe:%sout}0" % name)
+    p = start_cli("middlebox.pipeline", ["pipe:%sin}0" % name, "pipe:%sout{0" % name,
+                                         "--stages", "filter=2", "--drop", "udp port 9",
+                                         "--stats-json", "--interval", "0.5"])
+    got = [0]
+    frames_ = [udp(*f[0], seq=i) for i, f in enumerate(flows(64))]
+    try:
+        while ": running," not in p.stderr.readline():
+            assert p.poll() is None, p.communicate()[1]
+        pid = p.pid
+        assert "netmapy-pipeline-%d.stats" % pid in os.listdir(private_rundir)
+        rd = threading.Thread(target=sink, args=(out_, 3.0, got))
+        rd.start()
+        fed = threading.Thread(target=feeder, args=(src, frames_, 2.0))
+        fed.start()
+        time.sleep(1.0)
+        out, err = stop_within(p, sig)
+        fed.join()
+        rd.join()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    s = json.loads([l for l in out.splitlines() if l.startswith('{"summary"')][0])["summary"]
+    assert s["rx"] > 0 and s["tx"] == got[0] + len(out_.recv(max=100000, timeout=0.2))
+    assert "keeps failing" not in err and "exited with" not in err, err   # workers stopped, not killed
+    out_.close()
+    src.close()
+    left = os.listdir(private_rundir)
+    assert "netmapy-pipeline-%d.stats" % pid not in left
+    assert not [f for f in left if f.startswith(name) or f.startswith("pl%d." % pid)], left
+
+
+def test_a_new_start_removes_what_a_killed_pipeline_left(private_rundir):
+    """Supervisor and workers SIGKILLed: their counter file and pipes stay;
+    the next pipeline start removes them (and says so)."""
+    name = uniq("pk")
+    src = netmapy.open("pipe:%sin{0" % name)
+    argv = ["pipe:%sin}0" % name, "--stages", "filter=2", "--stats-json", "--interval", "0"]
+    p = start_cli("middlebox.pipeline", argv)
+    while ": running," not in p.stderr.readline():
+        assert p.poll() is None, p.communicate()[1]
+    dead = p.pid
+    kids = [int(k) for k in subprocess.run(["pgrep", "-P", str(dead)], capture_output=True,
+                                           text=True).stdout.split()]
+    os.kill(dead, signal.SIGSTOP)                  # no restarts, no clean-up
+    for k in kids:
+        os.kill(k, signal.SIGKILL)
+    os.kill(dead, signal.SIGKILL)
+    p.communicate(timeout=10)
+    left = os.listdir(private_rundir)
+    assert "netmapy-pipeline-%d.stats" % dead in left and "pl%d.mem" % dead in left
+    p = start_cli("middlebox.pipeline", argv)
+    err = []
+    while True:
+        line = p.stderr.readline()
+        assert line, "".join(err) + p.communicate()[1]
+        err.append(line)
+        if ": running," in line:
+            break
+    out, rest = stop_within(p, signal.SIGTERM)
+    err = "".join(err) + rest
+    assert p.returncode == 0, err
+    assert "removed the counters of a dead run (pid %d)" % dead in err
+    assert "of a dead pipeline and removed its memory: pl%d" % dead in err
+    assert "exited with" not in err, err          # the dead ends did not block the new run
+    src.close()
+    left = os.listdir(private_rundir)
+    assert not [f for f in left if f.startswith("pl%d." % dead) or f.startswith(name)
+                or f.startswith("pl%d." % p.pid) or "-%d.stats" % dead in f
+                or "-%d.stats" % p.pid in f], left
+
+
+def test_stale_lock_files_of_dead_runs_removed(tmp_path, monkeypatch):
+    """A lock file whose holder died (the kernel freed the lock) is removed
+    by the next start of the same program; a live holder's lock, and
+    another program's, are kept."""
+    from middlebox import supervisor
+    monkeypatch.setenv("NETMAPY_LOCKDIR", str(tmp_path))
+    hold = ("import sys, time\nfrom middlebox.supervisor import InterfaceLock\n"
+            "InterfaceLock(sys.argv[1], None, sys.argv[2]).acquire()\n"
+            "print('ready', flush=True)\ntime.sleep(60)\n")
+    holders = {}
+    for prog, ifname in [("netmapy-bridge", "dead0"), ("netmapy-bridge", "live0"),
+                         ("nm-offload", "other0")]:
+        holders[ifname] = subprocess.Popen([sys.executable, "-c", hold, prog, ifname],
+                                           stdout=subprocess.PIPE, text=True, cwd=REPO,
+                                           env=dict(os.environ, PYTHONPATH=REPO))
+        assert holders[ifname].stdout.readline().strip() == "ready"
+    try:
+        for ifname in ("dead0", "other0"):
+            holders[ifname].kill()
+            holders[ifname].wait()
+        gone = supervisor.remove_stale_locks("netmapy-bridge", out=open(os.devnull, "w"))
+        assert gone == [str(tmp_path / "-.dead0.lock")]
+        assert sorted(os.listdir(tmp_path)) == ["-.live0.lock", "-.other0.lock"]
+        with pytest.raises(supervisor.AlreadyRunning):       # still held
+            supervisor.InterfaceLock("netmapy-bridge", None, "live0").acquire()
+        lk = supervisor.InterfaceLock("netmapy-bridge", None, "dead0")
+        lk.acquire()                                         # free again
+        lk.release()
+    finally:
+        for h in holders.values():
+            h.kill()
+            h.wait()

@@ -89,13 +89,18 @@ cdef uint64_t _round(uint64_t v, uint64_t a):
 
 
 def _starttime(pid):
-    """Process start time in clock ticks (guards against pid reuse)."""
+    """Process start time in clock ticks (guards against pid reuse); None
+    when there is no such process or it is a zombie (dead, holding nothing,
+    not yet reaped)."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             data = f.read()
     except OSError:
         return None
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
 
 
 def _alive(pid, starttime):
