@@ -17,7 +17,7 @@ import pytest
 
 import netmapy
 from netmapy import fastpath
-from middlebox import lb, loop
+from middlebox import lb, loop, stats
 from middlebox.filter import Filter
 
 from conftest import stop_within
@@ -425,3 +425,145 @@ def test_stale_lock_files_of_dead_runs_removed(tmp_path, monkeypatch):
         for h in holders.values():
             h.kill()
             h.wait()
+
+
+# ------------------------------------------------ every counter, every loop
+def sized(src, dport, size, i=0):
+    """An IPv4/UDP frame of exactly `size` bytes, lengths right."""
+    pay = bytes((i + k) & 0xff for k in range(size - 42))
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size - 14, i & 0xffff, 0, 64, 17, 0,
+                     ipaddress.ip_address(src).packed, ipaddress.ip_address("10.0.0.2").packed)
+    return b"\x02" * 12 + b"\x08\x00" + ip + struct.pack("!HHHH", 1000 + i, dport, size - 34, 0) + pay
+
+
+RULES_RL = "ratelimit 1pps burst 3 udp from 10.9.0.1\ndeny udp to port 9\ndefault allow\n"
+
+
+def known_traffic():
+    """(frames, forwarded, dropped, rate-limited drops, too big) for
+    RULES_RL and 2048-byte output buffers."""
+    ok = [sized("10.0.0.1", 53, 100 + i, i) for i in range(20)]
+    denied = [sized("10.0.0.1", 9, 150, i) for i in range(5)]
+    limited = [sized("10.9.0.1", 53, 80, i) for i in range(10)]
+    big = [sized("10.0.0.1", 53, 3000, i) for i in range(2)]
+    frames_ = ok[:10] + denied + limited + big + ok[10:]
+    return frames_, ok[:10] + limited[:3] + ok[10:], denied + limited[3:], 7, big
+
+
+def expect(c, frames_, fwd, drop, limited, big):
+    n = lambda fs: sum(len(f) for f in fs)
+    assert dict(zip(stats.FIELDS, c)) == dict(
+        rx=len(frames_), rx_bytes=n(frames_), fwd=len(fwd), fwd_bytes=n(fwd), drop=len(drop),
+        drop_bytes=n(drop), ratelimited=limited, errors=len(big))
+
+
+def rules_filter():
+    from middlebox import rules
+    f = Filter().add_rules(rules.parse(RULES_RL))
+    f.attach_counters()
+    return f
+
+
+def recv_all(port, n):
+    got = []
+    end = time.monotonic() + 5
+    while len(got) < n and time.monotonic() < end:
+        got += port.recv(max=1024, timeout=0.1).tobytes()
+    return got + port.recv(max=1024, timeout=0.1).tobytes()
+
+
+def test_every_counter_of_bridge_offload_stage_merge_lb():
+    """Known traffic (passing, denied, rate-limited, too big for the output's
+    2048-byte buffers: inputs are pipes with 4096-byte buffers) through each
+    loop: every counter of the block, bytes included, read back."""
+    big, small = uniq("cb"), uniq("cs")
+    B = lambda k, end: netmapy.open("pipe:%s%s%d" % (big, end, k), buf_size=4096)
+    S = lambda k, end: netmapy.open("pipe:%s%s%d" % (small, end, k))
+    frames_, fwd, drop, limited, toobig = known_traffic()
+    opened = []
+    try:
+        # bridge: a (big) <-> b (small), both directions
+        a_m, a, b_m, b = B(0, "{"), B(0, "}"), S(0, "{"), S(0, "}")
+        opened += [a_m, a, b_m, b]
+        back = [sized("10.0.0.1", 53, 64 + i, i) for i in range(7)]
+        assert a_m.send(frames_) == len(frames_) and b_m.send(back) == 7
+        blk = bytearray(8 * 32)
+        loop.bridge(a, b, rules_filter(), Filter(), blk, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        expect(w[8:16], frames_, fwd, drop, limited, toobig)
+        expect(w[16:24], back, back, [], 0, [])
+        assert sorted(recv_all(b_m, len(fwd))) == sorted(fwd)
+        assert sorted(recv_all(a_m, 7)) == sorted(back)
+
+        # offload: one RX ring into one TX ring
+        o_m, o, t_m, t = B(1, "{"), B(1, "}"), S(1, "{"), S(1, "}")
+        opened += [o_m, o, t_m, t]
+        o_m.send(frames_)
+        blk = bytearray(8 * 32)
+        loop.offload(o, 0, t, 0, rules_filter(), blk, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        expect(w[8:16], frames_, fwd, drop, limited, toobig)
+        assert sorted(recv_all(t_m, len(fwd))) == sorted(fwd)
+
+        # stage: bulk and priority inputs
+        l_m, l, h_m, h, s_m, s_ = B(2, "{"), B(2, "}"), B(3, "{"), B(3, "}"), S(2, "{"), S(2, "}")
+        opened += [l_m, l, h_m, h, s_m, s_]
+        prio = [sized("10.0.0.1", 53, 200, i) for i in range(4)]
+        l_m.send(frames_)
+        h_m.send(prio)
+        blk = bytearray(8 * 32)
+        loop.stage(l, s_m, rules_filter(), blk, hi=h, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        expect(w[8:16], frames_, fwd, drop, limited, toobig)
+        expect(w[16:24], prio, prio, [], 0, [])
+        assert sorted(recv_all(s_, len(fwd) + 4)) == sorted(fwd + prio)
+
+        # merge: two inputs, no filter
+        i1_m, i1, i2_m, i2, m_m, m = B(4, "{"), B(4, "}"), B(5, "{"), B(5, "}"), S(3, "{"), S(3, "}")
+        opened += [i1_m, i1, i2_m, i2, m_m, m]
+        i1_m.send(frames_)
+        i2_m.send(prio)
+        blk = bytearray(8 * 32)
+        loop.merge([i1, i2], m_m, blk, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        passing = [f for f in frames_ + prio if len(f) <= 2048]
+        expect(w[8:16], frames_ + prio, passing, [], 0, toobig)
+        assert sorted(recv_all(m, len(passing))) == sorted(passing)
+
+        # lb: one input, a group of two 16-slot pipes nobody reads while it
+        # runs, lossy, with 8 extra buffers: drops, counted with their bytes
+        x_m, x = B(6, "{"), B(6, "}")
+        tiny = uniq("ct")
+        outs = [netmapy.open("pipe:%s{%d" % (tiny, k), slots=16) for k in range(2)]
+        ins = [netmapy.open("pipe:%s}%d" % (tiny, k), slots=16) for k in range(2)]
+        opened += [x_m, x] + outs + ins
+        many = [sized("10.0.%d.1" % (i % 50), 53, 60 + i, i) for i in range(200)]
+        lbin = many[:100] + toobig + many[100:]
+        bal = lb.Balancer(x, [("g", outs)], extra_bufs=8, lossy=True)
+        blk = bytearray(8 * 32)
+        sent = 0
+        while sent < len(lbin):                  # the input pipe holds 1023
+            sent += x_m.send(lbin[sent:sent + 500])
+        bal.run(idle_ms=300, counters=blk)
+        w = memoryview(blk).cast("Q")
+        st_ = bal.stats()
+        got = [ins[k].recv(max=100, timeout=0.1).tobytes() for k in range(2)]
+        kept = got[0] + got[1]
+        lost = [f for f in many if f not in kept]
+        assert len(kept) == sum(p["fwd"] for p in st_["pipes"]) == 30     # 2 x 15 slots
+        expect(w[8:16], lbin, kept, lost, 0, toobig)
+    finally:
+        for p in opened:
+            p.close()
+
+
+def test_counter_layout_declared_alike():
+    """middlebox/counters.pxd (the C loops) and middlebox/stats.py (the
+    supervisor) describe one block."""
+    assert loop.LAYOUT == dict(
+        W_PID=stats.W_PID, W_RESTARTS=stats.W_RESTARTS, W_HEARTBEAT=stats.W_HEARTBEAT,
+        W_STATE=stats.W_STATE, W_QUEUE=stats.W_QUEUE, W_CPU=stats.W_CPU,
+        DIR0=stats.DIR_BASE[0], DIR1=stats.DIR_BASE[1], W_SAMPLED=stats.W_SAMPLED,
+        BLOCK_WORDS=stats.BLOCK_WORDS,
+        FIELDS=(stats.RX, stats.RX_BYTES, stats.FWD, stats.FWD_BYTES, stats.DROP,
+                stats.DROP_BYTES, stats.LIMITED, stats.ERRORS))
