@@ -67,10 +67,12 @@ class Pipeline:
         lb_ports = [self.input] + [self.pipe("{", k) for k in range(n)]
         if self.priority:
             lb_ports += [self.pipe("{", 1000 + k) for k in range(n)]
+        # stop_order: on a stop the supervisor stops the balancer first, then
+        # the stages, then the merge; each drains what it was handed
         specs = [dict(kind="lb", queue=0, cpu=cpu(0), ports=lb_ports, netns=self.netns,
                       open_kw={}, pipe_kw=kw, nworkers=n, priority=self.priority,
                       lossy=self.lossy, extra_bufs=self.extra_bufs,
-                      dir_names=("in>pipes", "-"))]
+                      dir_names=("in>pipes", "-"), stop_order=0)]
         for k in range(n):
             ports = [self.pipe("}", k), self.pipe("{", 2000 + k)]
             if self.priority:
@@ -78,18 +80,18 @@ class Pipeline:
             specs.append(dict(kind="stage", queue=k, cpu=cpu(k + 1), ports=ports,
                               open_kw={}, pipe_kw=kw, filters=self.filters, python=self.work,
                               loop=self.loop, budget=self.budget,
-                              dir_names=("bulk", "priority")))
+                              dir_names=("bulk", "priority"), stop_order=1))
         if self.output:
             specs.append(dict(kind="merge", queue=0, cpu=cpu(0),
                               ports=[self.pipe("}", 2000 + k) for k in range(n)] + [self.output],
                               netns=self.netns, open_kw={}, pipe_kw=kw,
-                              dir_names=("pipes>out", "-")))
+                              dir_names=("pipes>out", "-"), stop_order=2))
         else:
             # no output port: a sink stage counts and releases
             specs.append(dict(kind="merge", queue=0, cpu=cpu(0),
                               ports=[self.pipe("}", 2000 + k) for k in range(n)] +
                               ["pcap:/dev/null"], netns=None, open_kw={"mode": "w"},
-                              pipe_kw=kw, dir_names=("pipes>null", "-")))
+                              pipe_kw=kw, dir_names=("pipes>null", "-"), stop_order=2))
         return specs
 
     def run(self, seconds=0, interval=1.0, out=None, stats_json=False, prometheus=None):

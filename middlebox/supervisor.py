@@ -274,16 +274,23 @@ class Supervisor:
                     file=sys.stderr)
 
     def _stop_workers(self, timeout=5.0):
+        """SIGTERM the workers, in the order of their specs' "stop_order"
+        (upstream first: a pipeline's balancer, then its stages, then its
+        merge, so each drains what the previous one handed it and none
+        waits for room downstream that will never come); SIGKILL one that
+        is still there `timeout` seconds later."""
         self.stopping = True
-        for p in self.procs.values():
-            if p is not None and p.is_alive():
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        end = time.monotonic() + timeout
-        for p in self.procs.values():
-            if p is not None:
+        for order in sorted({spec.get("stop_order", 0) for spec in self.specs}):
+            group = [p for w, p in self.procs.items()
+                     if p is not None and self.specs[w].get("stop_order", 0) == order]
+            for p in group:
+                if p.is_alive():
+                    try:
+                        os.kill(p.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            end = time.monotonic() + timeout
+            for p in group:
                 p.join(max(0.1, end - time.monotonic()))
                 if p.is_alive():
                     p.kill()
