@@ -231,10 +231,11 @@ def run(args, out=sys.stdout):
     if args.stats_json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
-        print("netmapy-bridge: %s->%s forwarded %d, dropped %d; %s->%s forwarded %d, dropped %d; "
-              "%d restart(s)" % (args.if_a, args.if_b or "host", d[0]["fwd"], d[0]["drop"],
-                                 args.if_b or "host", args.if_a, d[1]["fwd"], d[1]["drop"],
-                                 tot["restarts"]), file=sys.stderr)
+        print("netmapy-bridge: %s->%s forwarded %d, dropped %d, failed %d; %s->%s forwarded %d, "
+              "dropped %d, failed %d; %d restart(s)" % (
+                  args.if_a, args.if_b or "host", d[0]["fwd"], d[0]["drop"], d[0]["failed"],
+                  args.if_b or "host", args.if_a, d[1]["fwd"], d[1]["drop"], d[1]["failed"],
+                  tot["restarts"]), file=sys.stderr)
     return summary
 
 

@@ -16,9 +16,10 @@ cdef enum:
     DIR0 = 8
     DIR1 = 16
     W_SAMPLED = 24
+    W_FAILED = 25         # + direction: forwarded, then refused by the TX sync
     BLOCK_WORDS = 32
 
-    # per direction, at DIR0 + X / DIR1 + X; rx = fwd + drop + errors
+    # per direction, at DIR0 + X / DIR1 + X; rx = fwd + drop + errors + failed
     RX = 0
     RX_BYTES = 1
     FWD = 2

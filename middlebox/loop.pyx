@@ -19,6 +19,7 @@ from netmapy.core cimport Port, poll_pair, ring_move, pair_interrupted
 from netmapy.stop cimport stop_requested
 from middlebox.filter cimport Filter, filter_move
 from middlebox.counters cimport *
+from middlebox.kfilter cimport KernelRules
 from cpython.exc cimport PyErr_CheckSignals
 
 import time
@@ -29,8 +30,11 @@ from netmapy.stop import install_handlers as install_signal_handlers
 # the block layout, for tests that compare it with middlebox/stats.py
 LAYOUT = dict(W_PID=W_PID, W_RESTARTS=W_RESTARTS, W_HEARTBEAT=W_HEARTBEAT, W_STATE=W_STATE,
               W_QUEUE=W_QUEUE, W_CPU=W_CPU, DIR0=DIR0, DIR1=DIR1, W_SAMPLED=W_SAMPLED,
-              BLOCK_WORDS=BLOCK_WORDS, FIELDS=(RX, RX_BYTES, FWD, FWD_BYTES, DROP,
-                                               DROP_BYTES, LIMITED, ERRORS))
+              W_FAILED=W_FAILED, BLOCK_WORDS=BLOCK_WORDS,
+              FIELDS=(RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS))
+
+cdef enum:
+    FOLD_NS = 100000000     # in-kernel rule counters folded every 100 ms
 
 
 cdef inline uint64_t _now_ns() noexcept nogil:
@@ -62,10 +66,23 @@ cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now
     return total
 
 
-cdef inline int _sync_tx(Port p) noexcept nogil:
+cdef inline int _sync_counted(Port p, uint32_t ring, uint64_t *c, uint64_t *failed) noexcept nogil:
+    """TX sync of one ring; frames the backend could not send (counted as
+    forwarded when they were moved) move from fwd to failed."""
+    cdef uint64_t n0 = p.tx_failed, b0 = p.tx_failed_bytes, d
+    cdef int rc = p.c_txsync(ring)
+    d = p.tx_failed - n0
+    if d:
+        c[FWD] -= d
+        c[FWD + 1] -= p.tx_failed_bytes - b0
+        failed[0] += d
+    return rc
+
+
+cdef inline int _sync_tx(Port p, uint64_t *c, uint64_t *failed) noexcept nogil:
     cdef uint32_t i
     for i in range(p.ntx):
-        if p.c_txsync(i) < 0:
+        if _sync_counted(p, i, c, failed) < 0:
             return -1
     return 0
 
@@ -108,11 +125,11 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
             now = _now_ns()
             _direction(a, b, f_ab, c + DIR0, now, sa, c + W_SAMPLED, sample_max, swap)
             _direction(b, a, f_ba, c + DIR1, now, sb, c + W_SAMPLED, sample_max, swap)
-            if _sync_tx(b) < 0:
+            if _sync_tx(b, c + DIR0, c + W_FAILED) < 0:
                 rc = -1
                 which = 2
                 break
-            if _sync_tx(a) < 0:
+            if _sync_tx(a, c + DIR1, c + W_FAILED + 1) < 0:
                 rc = -1
                 which = 1
                 break
@@ -130,11 +147,14 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
 
 
 def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, counters,
-            Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0):
+            Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0,
+            KernelRules kernel=None):
     """Filter what src's RX ring `ring` receives into dst's TX ring
     `dst_ring` (for nm-offload: the host TX ring, i.e. reinjection into the
     kernel); what the filter drops is released.  Same stop/drain rules as
-    bridge()."""
+    bridge().  `kernel`: the queue's in-kernel rule program, whose counters
+    are folded into ours every FOLD_NS (and whose dropped packets come to
+    user space while drops are sampled)."""
     cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
     cdef uint64_t *c = &cv[0] + DIR0
     cdef bint swap = src.mem is dst.mem
@@ -143,7 +163,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cdef netmap_ring *tx = dst.txr[dst_ring]
     cdef int rc = 0, which = 0, last = 0
     cdef uint32_t n
-    cdef uint64_t now, deadline = 0
+    cdef uint64_t now, deadline = 0, folded = 0
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
     cv[W_STATE] = 1
@@ -151,6 +171,13 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
         while True:
             if stop_requested() or (deadline and _now_ns() >= deadline):
                 last = 1
+            if kernel is not None:
+                now = _now_ns()
+                if now - folded >= FOLD_NS or last:
+                    kernel.fold(c)
+                    folded = now
+                    if kernel.k.conf.punt_drops and cv[W_SAMPLED] >= sample_max:
+                        kernel.c_set_punt(0)      # enough samples: drop in the kernel
             if nm_ring_space(rx) and not nm_ring_space(tx):
                 rc = poll_pair(src, 0, dst, POLLOUT, 0 if last else wait_ms)
             else:
@@ -163,7 +190,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
                 break
             now = _now_ns()
             n = filter_move(f, rx, tx, swap, now, c, s, &cv[W_SAMPLED], sample_max)
-            if dst.c_txsync(dst_ring) < 0:
+            if _sync_counted(dst, dst_ring, c, &cv[W_FAILED]) < 0:
                 rc = -1
                 which = 2
                 break
@@ -175,7 +202,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cv[W_STATE] = 2
     if rc < 0:
         (src if which == 1 else dst).raise_error()
-    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP])
+    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP], failed=cv[W_FAILED])
 
 
 from netmapy.includes.system cimport pollfd, poll as c_poll_fds, errno as c_errno

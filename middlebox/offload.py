@@ -53,6 +53,13 @@ def build_parser():
                    help="leave the RSS indirection table alone")
     p.add_argument("--backend", default="netmap",
                    help="netmap (the module where present, else xdp) or xdp")
+    p.add_argument("--rules-in", choices=("auto", "kernel", "user"), default="auto",
+                   help="where the rule file (--rules, the first filter) runs: 'kernel' -- an "
+                        "XDP program drops the flood and passes valid packets to the stack "
+                        "before any copy to user space, leaving rate limits, later filter "
+                        "stages and sampled drops to the workers; 'user' -- every packet of "
+                        "the queue goes to the workers; 'auto' (default) -- the kernel when "
+                        "it can, else user space, saying why")
     p.add_argument("--netns", help="the interface is in this network namespace")
     p.add_argument("--cpus", help="CPUs for the workers (default: NUMA-local first)")
     p.add_argument("--seconds", type=float, default=0, help="stop after SECONDS")
@@ -136,6 +143,7 @@ def plan(args):
         specs.append(dict(kind="offload", queue=q, cpu=cpus[k % len(cpus)],
                           ports=["%s:%s~%d" % (args.backend, args.ifname, q)],
                           netns=args.netns, open_kw=kw, tx_ring="host",
+                          rules_in=args.rules_in, prog="nm-offload",
                           dir_names=("q%d>host" % q, "-")))
     return specs
 
@@ -169,14 +177,16 @@ def run(args, out=sys.stdout):
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"][0]
     summary = dict(ifname=args.ifname, queues=args.queues, rx=d["rx"], reinjected=d["fwd"],
-                   dropped=d["drop"], ratelimited=d["ratelimited"], errors=d["errors"],
+                   reinject_failed=d["failed"], dropped=d["drop"],
+                   ratelimited=d["ratelimited"], errors=d["errors"],
                    rules=tot["rules"], restarts=tot["restarts"])
     if args.stats_json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
-        print("nm-offload: received %d, reinjected %d, dropped %d (%d rate-limited), "
-              "%d restart(s)" % (d["rx"], d["fwd"], d["drop"], d["ratelimited"],
-                                 tot["restarts"]), file=sys.stderr)
+        print("nm-offload: received %d, reinjected %d, reinjection failed %d, dropped %d "
+              "(%d rate-limited), %d restart(s)" % (
+                  d["rx"], d["fwd"], d["failed"], d["drop"], d["ratelimited"],
+                  tot["restarts"]), file=sys.stderr)
     return summary
 
 

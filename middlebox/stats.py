@@ -6,11 +6,14 @@ the fast path takes a lock: each worker owns its block; the supervisor
 reads torn-free 64-bit words and computes rates from differences.
 
 Per direction d (0: a->b, or the offload direction; 1: b->a) the block
-holds rx, rx_bytes, fwd, fwd_bytes, drop, drop_bytes, ratelimited, errors
-(`rx = fwd + drop + errors` holds exactly, per direction; ratelimited
-counts the drops a rate limit decided; errors, the packets that could not
-be forwarded -- larger than the output's buffers).  middlebox/counters.pxd
-declares the same layout for the C loops.
+holds rx, rx_bytes, fwd, fwd_bytes, drop, drop_bytes, ratelimited, errors,
+and failed: packets the filters passed that the destination then refused
+(nm-offload: could not be reinjected; the bridge: the TX side refused
+them).  `rx = fwd + drop + errors + failed` holds exactly, per direction;
+fwd counts only what was handed over; ratelimited counts the drops a rate
+limit decided; errors, the packets that could not be forwarded at all
+(larger than the output's buffers: released, never truncated).
+middlebox/counters.pxd declares the same layout for the C loops.
 
 The file is ``PROG-PID.stats``; its header names the owner (pid and start
 time), so a new start of PROG removes the files of dead runs
@@ -34,7 +37,9 @@ W_PID, W_RESTARTS, W_HEARTBEAT, W_STATE, W_QUEUE, W_CPU = 0, 1, 2, 3, 4, 5
 DIR_BASE = (8, 16)                  # direction 0 and 1
 RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS = range(8)
 W_SAMPLED = 24
+W_FAILED = (25, 26)                 # failed, per direction
 FIELDS = ("rx", "rx_bytes", "fwd", "fwd_bytes", "drop", "drop_bytes", "ratelimited", "errors")
+ALL_FIELDS = FIELDS + ("failed",)   # what snapshot() gives per direction
 STATE_NAMES = {0: "starting", 1: "running", 2: "stopping", 3: "stopped", 4: "dead"}
 
 
@@ -104,7 +109,9 @@ class Stats:
                      state=STATE_NAMES.get(blk[W_STATE], "?"), queue=blk[W_QUEUE],
                      cpu=blk[W_CPU], sampled=blk[W_SAMPLED], dirs=[])
             for di, base in enumerate(DIR_BASE):
-                d["dirs"].append({f: blk[base + i] for i, f in enumerate(FIELDS)})
+                dd = {f: blk[base + i] for i, f in enumerate(FIELDS)}
+                dd["failed"] = blk[W_FAILED[di]]
+                d["dirs"].append(dd)
             rules = []
             for di in range(2):
                 h, l = self.rule_counters(w, di)

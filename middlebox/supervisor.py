@@ -413,10 +413,10 @@ class Supervisor:
     # ------------------------------------------------------------ reporting
     def totals(self):
         snap = self.stats.snapshot()
-        tot = [{f: 0 for f in st.FIELDS} for _ in range(2)]
+        tot = [{f: 0 for f in st.ALL_FIELDS} for _ in range(2)]
         for wk in snap:
             for d in range(2):
-                for f in st.FIELDS:
+                for f in st.ALL_FIELDS:
                     tot[d][f] += wk["dirs"][d][f]
         rules = []
         for i, name in enumerate(self.rule_names):
@@ -447,21 +447,22 @@ class Supervisor:
                                  drop_pps=(c["drop"] - o["drop"]) / dt,
                                  fwd_bps=8 * (c["fwd_bytes"] - o["fwd_bytes"]) / dt,
                                  rx=c["rx"], fwd=c["fwd"], drop=c["drop"],
-                                 ratelimited=c["ratelimited"], errors=c["errors"]))
+                                 ratelimited=c["ratelimited"], errors=c["errors"],
+                                 failed=c["failed"]))
         if self.stats_json:
             print(json.dumps(dict(time=time.time(), workers=rows)), file=self.out, flush=True)
             return
         lines = ["%s  %s" % (self.prog, time.strftime("%H:%M:%S")),
-                 "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %3s" % (
+                 "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %8s %3s" % (
                      "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
-                     "Mbit/s", "forwarded", "dropped", "rst")]
+                     "Mbit/s", "forwarded", "dropped", "failed", "rst")]
         for r in rows:
-            lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %3d" % (
+            lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %8d %3d" % (
                 r["worker"], r["queue"], r["cpu"],
                 self.specs[r["worker"]].get("dir_names", ("a->b", "b->a"))[r["dir"]][:6],
                 r["state"], r["rx_pps"],
                 r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6, r["fwd"], r["drop"],
-                r["restarts"]))
+                r["failed"], r["restarts"]))
         if self.rule_names:
             tot = self.totals()["rules"]
             lines.append("rules (packets decided / rate-limited):")
@@ -478,7 +479,7 @@ class Supervisor:
     def prometheus_text(self):
         snap = self.stats.snapshot()
         out = []
-        for f in st.FIELDS:
+        for f in st.ALL_FIELDS:
             out.append("# TYPE netmapy_%s_total counter" % f)
             for w, wk in enumerate(snap):
                 for d in range(2):

@@ -58,6 +58,33 @@ def load_function(ref):
     return fn
 
 
+def _kernel_rules(spec, port, f, sampling):
+    """The in-kernel rule program for an offload worker (middlebox.kfilter),
+    installed as the port's queue program; None when the rules run in user
+    space.  spec["rules_in"]: "auto" (the kernel when it can, else user
+    space, saying why once), "kernel" (the kernel or an error), "user"."""
+    where = spec.get("rules_in", "auto")
+    if where == "user" or not spec.get("filters") or spec["filters"][0][0] != "rules":
+        if where == "kernel":
+            raise ValueError("--rules-in kernel needs a rule file as the first filter (--rules)")
+        return None
+    from middlebox.kfilter import KernelRules, KernelFilterUnavailable
+    try:
+        if not hasattr(port, "set_queue_program"):
+            raise KernelFilterUnavailable("the %s backend has no XDP program to run them in"
+                                          % port.backend)
+        kr = KernelRules(f, port.xsk_map_fd, punt_drops=sampling and spec.get("sample_max", 0) > 0)
+    except KernelFilterUnavailable as e:
+        if where == "kernel":
+            raise
+        if spec.get("index", 0) == 0 and not spec.get("restarted"):
+            print("%s: rules run in user space: %s" % (spec.get("prog", "nm-offload"), e),
+                  file=sys.stderr, flush=True)
+        return None
+    port.set_queue_program(kr.prog_fd)
+    return kr
+
+
 def _die_with_parent():
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -164,9 +191,18 @@ def main(spec, errors=None):
                 if not dst.host_tx:
                     raise ValueError("%s has no host TX ring to reinject into" % dst.name)
                 tx_ring = dst.num_tx_rings
-            loop.offload(src, spec.get("rx_ring", 0), dst, tx_ring, filters[0], blk,
-                         samples[0] if samples else None, wait_ms=spec.get("wait_ms", 100),
-                         seconds=spec.get("seconds", 0), sample_max=spec.get("sample_max", 0))
+            kr = _kernel_rules(spec, src, filters[0], bool(samples))
+            try:
+                loop.offload(src, spec.get("rx_ring", 0), dst, tx_ring, filters[0], blk,
+                             samples[0] if samples else None, wait_ms=spec.get("wait_ms", 100),
+                             seconds=spec.get("seconds", 0), sample_max=spec.get("sample_max", 0),
+                             kernel=kr)
+            finally:
+                if kr is not None:
+                    # the queue back to the kernel first, then the last counts
+                    src.close()
+                    kr.fold_into(blk)
+                    kr.close()
         else:
             raise ValueError("unknown worker kind %r" % spec["kind"])
         for s in samples:

@@ -73,6 +73,10 @@ cdef class Port:
     cdef int batch_ring             # RX ring of the batch handed out, or -1
     cdef uint32_t batch_end
     cdef readonly bint eof          # the source has no more packets (pcap)
+    # frames handed to a TX sync that the backend could not send (counted,
+    # released; never counted as sent): a loop that counted them as
+    # forwarded moves the difference across a sync to its failed counter
+    cdef readonly uint64_t tx_failed, tx_failed_bytes
     cdef object _undo               # [(what, callable)] run in reverse on close
     cdef object _rings              # cached Ring objects
     cdef object __weakref__

@@ -1822,9 +1822,11 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
 
 def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None,
            long long count=0, double seconds=0, uint32_t batch=512,
-           Counters counters=None, int wait_ms=100):
+           Counters counters=None, int wait_ms=100, long long loops=1):
     """Send the frames of a capture (``src``, a ``pcap:`` port opened for
-    reading) out of ``dst``, in order:
+    reading) out of ``dst``, in order, ``loops`` times (0: until ``count``
+    or ``seconds`` ends it; with recorded timing each pass starts right
+    after the previous one):
 
     - ``timing=True``: at the recorded times, divided by ``speed`` (2.0:
       twice as fast); the first frame leaves at once.  Frames recorded out
@@ -1844,6 +1846,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
     cdef int64_t early = 5000
     cdef uint32_t j
     cdef bint started = False, paced
+    cdef long long passes = 1
     cdef netmap_ring *r
     cdef netmap_ring *t
     cdef long slack
@@ -1860,6 +1863,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
         raise ValueError("speed must be a positive factor (2.0: twice as fast), not %r" % speed)
     if src.closed or src.nic_rx == 0 or src.ts_ns == NULL:
         raise ValueError("replay() reads a capture opened for reading (pcap:FILE)")
+    if loops < 0:
+        raise ValueError("loops must be >= 0 (0: until count or seconds), not %d" % loops)
     _check_fits(dst, 0)
     ctr.set_state("running")
     with nogil:
@@ -1892,7 +1897,15 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                     if rc < 0:
                         break
                 if src.eof:
-                    break
+                    if loops and passes >= loops:
+                        break
+                    if src.c_rewind() < 0:
+                        rc = -2
+                        break
+                    passes += 1
+                    started = False         # recorded timing: restart the clock
+                    if timing:
+                        prev_due = 0
                 if src.c_rxsync(0) < 0:
                     rc = -2
                     break
@@ -1983,5 +1996,5 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
         _raise_pending()
     snap = ctr.snapshot(False)
     return dict(packets=sent, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
-                late=late, mode="timing x%g" % speed if timing else
+                late=late, passes=passes, mode="timing x%g" % speed if timing else
                 ("rate %s" % r_obj if paced else "as fast as possible"))

@@ -470,3 +470,27 @@ def test_ping_pong_veth(veth):
     r = s["rtt"]
     assert s["replies"] == 100 and s["lost"] == 0
     assert 0 < r["min"] <= r["p50"] <= r["p99"] <= r["max"] < 1e9
+
+
+def test_pcap_replay_loops(tmp_path):
+    """loops=N sends the capture N times in order; loops=0 goes on until
+    count ends it, mid-pass."""
+    src_path, out = str(tmp_path / "ten.pcap"), str(tmp_path / "out.pcap")
+    frames = [bytes([2] * 12) + b"\x08\x00" + bytes([i]) * 46 for i in range(10)]
+    with netmapy.open("pcap:" + src_path, mode="w") as w:
+        assert w.send(frames) == 10
+    with netmapy.open("pcap:" + src_path) as s, netmapy.open("pcap:" + out, mode="w") as d:
+        res = pktgen.replay(s, d, timing=False, loops=3)
+    assert res["packets"] == 30 and res["passes"] == 3
+    with netmapy.open("pcap:" + out) as r:
+        got = [bytes(x) for x in r.recv(max=100, timeout=1)]
+    assert got == frames * 3
+    with netmapy.open("pcap:" + src_path) as s, netmapy.open("pcap:" + out, mode="w") as d:
+        res = pktgen.replay(s, d, timing=False, loops=0, count=25)
+    assert res["packets"] == 25 and res["passes"] == 3
+    with netmapy.open("pcap:" + out) as r:
+        got = [bytes(x) for x in r.recv(max=100, timeout=1)]
+    assert got == frames * 2 + frames[:5]
+    with netmapy.open("pcap:" + src_path) as s, netmapy.open("pcap:" + out, mode="w") as d:
+        with pytest.raises(ValueError, match="loops must be >= 0"):
+            pktgen.replay(s, d, loops=-1)

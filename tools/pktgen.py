@@ -205,6 +205,8 @@ def build_parser():
     g.add_argument("--replay-rate", type=_args_rate, metavar="RATE",
                    help="at a fixed rate instead (100k, 1Gbps)")
     g.add_argument("--topspeed", action="store_true", help="as fast as the port takes them")
+    g.add_argument("--loop", type=int, default=1, metavar="N",
+                   help="send the capture N times (0: until -n or -d ends it; default 1)")
     cli.add_common(p)
     return p
 
@@ -349,7 +351,8 @@ def _run_worker(plan, k, counters, events, go):
             rate = args.replay_rate or args.rate
             res = pktgen.replay(src, port, timing=not args.topspeed and rate is None,
                                 speed=args.speed or 1.0, rate=rate, count=count,
-                                seconds=args.duration, batch=args.batch, counters=counters)
+                                seconds=args.duration, batch=args.batch, counters=counters,
+                                loops=args.loop)
         elif args.function == "tx":
             rate = args.rate.split(n) if args.rate else None
             res = pktgen.transmit(port, gen, rate=rate, count=count, seconds=args.duration,
@@ -563,8 +566,11 @@ def _validate(args):
             raise cli.CliError("--pcap replays with one worker (-p 1)")
         if not os.path.exists(args.pcap):
             raise cli.CliError("--pcap %s: no such file" % args.pcap)
-    elif args.speed is not None or args.replay_rate or args.topspeed or args.timing:
-        raise cli.CliError("--timing/--speed/--replay-rate/--topspeed go with --pcap FILE")
+        if args.loop < 0:
+            raise cli.CliError("--loop %d: a number of passes >= 1, or 0 for no limit" % args.loop)
+    elif args.speed is not None or args.replay_rate or args.topspeed or args.timing or \
+            args.loop != 1:
+        raise cli.CliError("--timing/--speed/--replay-rate/--topspeed/--loop go with --pcap FILE")
     if args.function in ("rx", "pong"):
         given = [o for o, v in (("-l/--size", args.size), ("--src-ip", args.src_ip),
                                 ("--dst-ip", args.dst_ip), ("--random-flows", args.random_flows),
