@@ -391,18 +391,33 @@ cdef class Balancer:
                 p.py_poll(POLLOUT, min(wait_ms, 10))
                 return
 
-    def _drain(self, int ms):
-        """Give waiting packets up to `ms` to get into their pipes."""
-        cdef long long end = monotonic_ms() + ms
+    def _drain(self, int ms, int stall_ms=200):
+        """Give waiting packets up to `ms` to get into their pipes, or
+        until none got in for `stall_ms` (nobody reads those pipes)."""
+        cdef long long now = monotonic_ms()
+        cdef long long end = now + ms, moved_at = now
+        cdef uint64_t left, before = self._nwaiting()
         cdef int k
         cdef Port p
-        while self._waiting() and monotonic_ms() < end:
+        while before and now < end and now - moved_at < stall_ms:
             self._flush()
             for k in range(self.nouts):
                 p = <Port>self.outs_py[k]
                 p.py_poll(POLLOUT if self.outs[k].qlen else 0, 0)
-            if self._waiting():
+            left = self._nwaiting()
+            now = monotonic_ms()
+            if left < before:
+                moved_at = now
+            before = left
+            if left:
                 time.sleep(0.001)
+
+    cdef uint64_t _nwaiting(self) noexcept nogil:
+        cdef int k
+        cdef uint64_t n = 0
+        for k in range(self.nouts):
+            n += self.outs[k].qlen
+        return n
 
     def stats(self):
         """Input packets, and per pipe: forwarded, waiting now, most ever
