@@ -30,7 +30,8 @@ cdef extern from "mb_kern.h" nogil:
                      size_t log_size)
     int mb_kern_set_conf(mb_kern *k)
     int mb_kern_read(mb_kern *k, uint64_t *tot)
-    int mb_kern_test_run(mb_kern *k, const void *data, uint32_t length, uint32_t *retval)
+    int mb_kern_test_run(mb_kern *k, const void *data, uint32_t length, uint32_t repeat,
+                         uint32_t *retval, uint32_t *duration)
 
 
 cdef class KernelRules:

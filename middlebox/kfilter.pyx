@@ -58,7 +58,7 @@ cdef class KernelRules:
 
     def __init__(self, Filter f not None, int xsks_fd=-1, bint punt_drops=False, path=None):
         cdef const char *stage = NULL
-        cdef char log[16384]
+        cdef char *log = <char *>calloc(1, 1 << 20)
         cdef int rc
         cdef bytes bpath
         if f.nstages < 1 or f.kind[0] != STAGE_RULES:
@@ -75,19 +75,23 @@ cdef class KernelRules:
         self.nrules = f.rs[0].nrules
         self.final = f.nstages == 1
         bpath = self.path.encode()
-        log[0] = 0
-        rc = mb_kern_open(&self.k, bpath, &f.rs[0], xsks_fd, self.final, punt_drops, &stage,
-                          log, sizeof(log))
+        if log == NULL:
+            raise MemoryError()
+        try:
+            rc = mb_kern_open(&self.k, bpath, &f.rs[0], xsks_fd, self.final, punt_drops, &stage,
+                              log, 1 << 20)
+            text = (<bytes>log).decode("utf-8", "replace").strip().splitlines()
+        finally:
+            free(log)
         if rc < 0:
             what = (<bytes>stage).decode() if stage != NULL else "loading"
             if rc in (-_errno.EPERM, -_errno.EACCES):
                 raise NoPrivilege("loading the in-kernel rule program", "CAP_BPF and CAP_NET_ADMIN")
-            if rc == -_errno.E2BIG:
+            if rc == -_errno.E2BIG and what.startswith("too many rule shapes"):
                 raise KernelFilterUnavailable(
                     "the rule file has %d rule shapes (fields and prefix lengths), more than "
-                    "the %d the in-kernel program walks: it runs in user space" % (
+                    "the %d the in-kernel program hashes: it runs in user space" % (
                         f.rs[0].ngroups, MBK_MAX_GROUPS))
-            text = (<bytes>log).decode("utf-8", "replace").strip().splitlines()
             raise KernelFilterUnavailable(
                 "the in-kernel rule program could not be used (%s: %s)%s" % (
                     what, os.strerror(-rc),
@@ -199,16 +203,19 @@ cdef class KernelRules:
                     user=self.tot[MBK_C_USER], user_bytes=self.tot[MBK_C_USER_BYTES],
                     rules=[self.tot[MBK_C_RULES + i] for i in range(self.k.ncounts - MBK_C_RULES)])
 
-    def test_run(self, frame):
+    def test_run(self, frame, uint32_t repeat=1, timed=False):
         """Run the program on one frame with BPF_PROG_RUN (not live): its
         XDP action (XDP_DROP 1, XDP_PASS 2, or the user action set with
-        set_user_action)."""
+        set_user_action); with timed=True, (action, ns per run) over
+        `repeat` runs as the kernel measured them."""
         cdef bytes data = bytes(frame)
-        cdef uint32_t ret = 0
+        cdef uint32_t ret = 0, dur = 0
         cdef int rc
         if self.k.obj == NULL:
             raise ValueError("the rule program is closed")
-        rc = mb_kern_test_run(&self.k, <const char *>data, len(data), &ret)
+        rc = mb_kern_test_run(&self.k, <const char *>data, len(data), repeat, &ret, &dur)
         if rc < 0:
             raise OSError(-rc, "BPF_PROG_RUN of the rule program")
+        if timed:
+            return ret, dur
         return ret

@@ -4,6 +4,7 @@ and the independent reference do, and its counters fold into the same
 per-rule and per-direction counters.  The program runs with BPF_PROG_RUN
 (not live) on the frames the filter tests build."""
 
+import ipaddress
 import struct
 
 import pytest
@@ -156,9 +157,18 @@ def test_what_the_kernel_leaves_to_user_space():
 def test_only_rule_files_and_few_shapes_run_in_the_kernel():
     with pytest.raises(kfilter.KernelFilterUnavailable, match="not a rule file"):
         kfilter.KernelRules(Filter().add_expression("udp"))
-    many = "\n".join("deny udp from 10.0.0.0/%d to any port %d" % (8 + i % 24, 1000 + i)
-                     for i in range(70)) + \
-        "\n" + "\n".join("deny udp from 11.0.0.0/%d" % (8 + i) for i in range(24)) + \
-        "\n" + "\n".join("deny tcp to 12.0.0.0/%d port 80" % (8 + i) for i in range(24))
+    # 75 shapes (prefix length x protocol/port), 5 rules each: more hashed
+    # groups than the program walks
+    lines = []
+    for plen in range(8, 33):
+        for k in range(5):
+            net = str(ipaddress.ip_address((10 << 24) + (k << (32 - plen))))
+            lines += ["deny udp from %s/%d to any port 53" % (net, plen),
+                      "deny udp to %s/%d" % (net, plen),
+                      "deny from %s/%d" % (net, plen)]
     with pytest.raises(kfilter.KernelFilterUnavailable, match="rule shapes"):
-        kfilter.KernelRules(Filter().add_rules(rules.parse(many)))
+        kfilter.KernelRules(Filter().add_rules(rules.parse("\n".join(lines))))
+    # small shapes are walked, not hashed: no limit for them
+    few = "\n".join("deny udp from 10.0.0.0/%d to any port %d" % (8 + i % 24, 1000 + i)
+                     for i in range(70))
+    kfilter.KernelRules(Filter().add_rules(rules.parse(few))).close()

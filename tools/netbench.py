@@ -419,19 +419,28 @@ def measure(args, mb, nlines):
                 mb.teardown(lab)
 
 
-def attach_sink_drop(lab, args, devs=None):
-    """The sink counts and drops with a 1-instruction XDP program, so its
-    IP stack (ICMP port unreachable for every frame...) costs nothing to
-    whoever transmits into it: a userspace middlebox pays its TX and the
-    sink's receive on its own core on veth."""
-    obj = getattr(args, "_drop_obj", None)
-    if obj is None:
+_DROP_OBJ = []
+
+
+def drop_object():
+    """tools/bpf/xdp_redirect.c compiled (once per process): its section
+    xdp_drop counts (the veth counts what XDP sees) and drops."""
+    if not _DROP_OBJ:
         d = tempfile.mkdtemp(prefix="nmbench-sink-")
         obj = os.path.join(d, "sink.o")
         subprocess.run(["clang", "-O2", "-target", "bpf", "-I",
                         "/usr/include/%s-linux-gnu" % os.uname().machine, "-c",
                         os.path.join(REPO, "tools", "bpf", "xdp_redirect.c"), "-o", obj], check=True)
-        args._drop_obj = obj
+        _DROP_OBJ.append(obj)
+    return _DROP_OBJ[0]
+
+
+def attach_sink_drop(lab, args, devs=None):
+    """The sink counts and drops with a 1-instruction XDP program, so its
+    IP stack (ICMP port unreachable for every frame...) costs nothing to
+    whoever transmits into it: a userspace middlebox pays its TX and the
+    sink's receive on its own core on veth."""
+    obj = drop_object()
     for dev in devs or [ln.sink_if for ln in lab.lines]:
         lab.run("sink", ["ip", "link", "set", "dev", dev, "xdpdrv", "obj", obj, "sec", "xdp_drop"])
 

@@ -87,6 +87,13 @@ struct {
 } mbk_table SEC(".maps");
 
 struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, __u64);
+    __uint(max_entries, 1);              /* groups * MBK_BITS_WORDS */
+} mbk_bits SEC(".maps");
+
+struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __type(key, __u32);
     __type(value, __u64);
@@ -101,25 +108,27 @@ struct pkt {
     __u64 shi, slo, dhi, dlo;            /* IPv4 as ::ffff:a.b.c.d */
 };
 
-static __always_inline void parse(struct xdp_md *ctx, struct pkt *p)
+/* direct packet access: a pointer to n bytes at off, or NULL past the end
+ * (off is bounded first, so the verifier can follow it) */
+#define AT(off, n) ({                                                       \
+        __u32 o_ = (off) & 0xffff;                                          \
+        const __u8 *q_ = data + o_;                                         \
+        (q_ + (n) <= (const __u8 *)data_end) ? q_ : (const __u8 *)0; })
+
+static __always_inline void parse(const void *data, const void *data_end, struct pkt *p)
 {
-    __u8 b[40];
-    __u32 off = 12, len = p->len;
+    const __u8 *b;
+    __u32 off, len = p->len;
     int i;
 
-    if (len < 14)
-        return;
-    if (bpf_xdp_load_bytes(ctx, 12, b, 2))
+    if (len < 14 || !(b = AT(12, 2)))
         return;
     p->ethertype = (__u16)(b[0] << 8 | b[1]);
     off = 14;
-#pragma unroll
     for (i = 0; i < 2; i++) {
         if (p->ethertype != MB_ETH_VLAN && p->ethertype != MB_ETH_QINQ)
             break;
-        if (off + 4 > len)
-            return;
-        if (bpf_xdp_load_bytes(ctx, off, b, 4))
+        if (off + 4 > len || !(b = AT(off, 4)))
             return;
         p->ethertype = (__u16)(b[2] << 8 | b[3]);
         off += 4;
@@ -129,7 +138,7 @@ static __always_inline void parse(struct xdp_md *ctx, struct pkt *p)
         __u32 ihl, tot;
         __u16 fo;
         p->l3 = MB_L3_IP4;
-        if (off + 20 > len || bpf_xdp_load_bytes(ctx, off, b, 20)) {
+        if (off + 20 > len || !(b = AT(off, 20))) {
             p->flags |= MB_F_MALFORMED;
             return;
         }
@@ -141,11 +150,9 @@ static __always_inline void parse(struct xdp_md *ctx, struct pkt *p)
         }
         p->proto = b[9];
         p->shi = 0;
-        p->slo = 0xffffULL << 32 | (__u64)((__u32)b[12] << 24 | (__u32)b[13] << 16 |
-                                           (__u32)b[14] << 8 | b[15]);
+        p->slo = 0xffffULL << 32 | bpf_ntohl(*(const __u32 *)(b + 12));
         p->dhi = 0;
-        p->dlo = 0xffffULL << 32 | (__u64)((__u32)b[16] << 24 | (__u32)b[17] << 16 |
-                                           (__u32)b[18] << 8 | b[19]);
+        p->dlo = 0xffffULL << 32 | bpf_ntohl(*(const __u32 *)(b + 16));
         fo = (__u16)(b[6] << 8 | b[7]);
         if (fo & 0x3fff)
             p->flags |= MB_F_FRAG;
@@ -157,29 +164,27 @@ static __always_inline void parse(struct xdp_md *ctx, struct pkt *p)
     } else if (p->ethertype == MB_ETH_IP6) {
         __u8 nh;
         p->l3 = MB_L3_IP6;
-        if (off + 40 > len || bpf_xdp_load_bytes(ctx, off, b, 40)) {
+        if (off + 40 > len || !(b = AT(off, 40))) {
             p->flags |= MB_F_MALFORMED;
             return;
         }
-        p->shi = bpf_be64_to_cpu(*(__u64 *)&b[8]);
-        p->slo = bpf_be64_to_cpu(*(__u64 *)&b[16]);
-        p->dhi = bpf_be64_to_cpu(*(__u64 *)&b[24]);
-        p->dlo = bpf_be64_to_cpu(*(__u64 *)&b[32]);
+        p->shi = bpf_be64_to_cpu(*(const __u64 *)(b + 8));
+        p->slo = bpf_be64_to_cpu(*(const __u64 *)(b + 16));
+        p->dhi = bpf_be64_to_cpu(*(const __u64 *)(b + 24));
+        p->dlo = bpf_be64_to_cpu(*(const __u64 *)(b + 32));
         nh = b[6];
         off += 40;
         /* the common extension headers, at most 8 (as mb_parse) */
         for (i = 0; i < 8; i++) {
-            if (off > 0xffff)                /* keeps the verifier's offsets bounded */
-                break;
             if (nh == 0 || nh == 43 || nh == 60) {
-                if (off + 8 > len || bpf_xdp_load_bytes(ctx, off, b, 2)) {
+                if (off + 8 > len || !(b = AT(off, 2))) {
                     p->flags |= MB_F_MALFORMED;
                     return;
                 }
                 nh = b[0];
                 off += 8 + (__u32)b[1] * 8;
             } else if (nh == 44) {
-                if (off + 8 > len || bpf_xdp_load_bytes(ctx, off, b, 4)) {
+                if (off + 8 > len || !(b = AT(off, 4))) {
                     p->flags |= MB_F_MALFORMED;
                     return;
                 }
@@ -204,7 +209,7 @@ static __always_inline void parse(struct xdp_md *ctx, struct pkt *p)
         return;
     }
     if ((p->proto == 6 || p->proto == 17 || p->proto == 132 || p->proto == 136) &&
-            off + 4 <= len && off <= 0xffff && !bpf_xdp_load_bytes(ctx, off, b, 4)) {
+            off + 4 <= len && (b = AT(off, 4))) {
         p->sport = (__u16)(b[0] << 8 | b[1]);
         p->dport = (__u16)(b[2] << 8 | b[3]);
         p->flags |= MB_F_L4;
@@ -249,20 +254,22 @@ struct walk {
     __u32 rule;
 };
 
-/* mb_tlookup, one group per call */
-static long group_step(__u32 gi, void *arg)
+/* mb_tlookup, one group per call (groups in ascending order of their
+ * first rule: stop once the best match so far comes before it) */
+static long group_step(__u32 j, void *arg)
 {
     struct walk *w = arg;
     const struct pkt *p = w->p;
     struct mbk_group *g;
     struct mbk_key key;
-    __u32 *ri;
+    __u32 *ri, bit, wi;
+    __u64 *word;
     __u8 m;
 
-    if (gi >= w->ngroups)
+    if (j >= w->ngroups)
         return 1;
-    g = bpf_map_lookup_elem(&mbk_groups, &gi);
-    if (!g)
+    g = bpf_map_lookup_elem(&mbk_groups, &j);
+    if (!g || g->min_rule >= w->best)
         return 1;
     m = g->match;
     if ((m & MB_R_IP4) && p->l3 != MB_L3_IP4)
@@ -275,9 +282,14 @@ static long group_step(__u32 gi, void *arg)
     key.k[1] = (m & MB_R_SRC) ? p->slo & g->src_mask_lo : 0;
     key.k[2] = (m & MB_R_DST) ? p->dhi & g->dst_mask_hi : 0;
     key.k[3] = (m & MB_R_DST) ? p->dlo & g->dst_mask_lo : 0;
-    key.k[4] = ((__u64)gi << 48) | ((__u64)((m & MB_R_PROTO) ? p->proto : 0) << 32) |
+    key.k[4] = ((__u64)g->gi << 48) | ((__u64)((m & MB_R_PROTO) ? p->proto : 0) << 32) |
                ((__u64)((m & MB_R_SPORT) ? p->sport : 0) << 16) |
                ((m & MB_R_DPORT) ? p->dport : 0);
+    bit = mbk_bit(key.k);
+    wi = j * MBK_BITS_WORDS + (bit >> 6);
+    word = bpf_map_lookup_elem(&mbk_bits, &wi);
+    if (!word || !(*word & (1ULL << (bit & 63))))
+        return 0;                            /* no rule of this group has the key */
     ri = bpf_map_lookup_elem(&mbk_table, &key);
     if (ri && *ri < w->best)
         w->best = *ri;
@@ -327,8 +339,9 @@ int mb_rules(struct xdp_md *ctx)
     cf = bpf_map_lookup_elem(&mbk_conf, &zero);
     if (!cf)
         return XDP_PASS;
-    p.len = (__u32)bpf_xdp_get_buff_len(ctx);
-    parse(ctx, &p);
+    void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+    p.len = (__u32)(data_end - data);     /* one buffer: no frags without BPF_F_XDP_HAS_FRAGS */
+    parse(data, data_end, &p);
     w.p = &p;
     w.best = cf->match_all;                  /* nrules when there is no index */
     w.ngroups = cf->ngroups < MBK_MAX_GROUPS ? cf->ngroups : MBK_MAX_GROUPS;

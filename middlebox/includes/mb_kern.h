@@ -39,6 +39,7 @@ int mb_kern_open(struct mb_kern *k, const char *path, const struct mb_ruleset *r
                  char *log, size_t log_size);
 int mb_kern_set_conf(struct mb_kern *k);
 int mb_kern_read(struct mb_kern *k, uint64_t *tot);
-int mb_kern_test_run(struct mb_kern *k, const void *data, uint32_t len, uint32_t *retval);
+int mb_kern_test_run(struct mb_kern *k, const void *data, uint32_t len, uint32_t repeat,
+                     uint32_t *retval, uint32_t *duration);
 
 #endif

@@ -29,6 +29,9 @@ typedef uint64_t mbk_u64;
 #endif
 
 #define MBK_MAX_GROUPS 64          /* shapes in the index the program walks */
+#define MBK_SMALL_GROUP 4          /* shapes with at most this many keys: walked, not hashed */
+#define MBK_BITS_LOG2 16           /* per group, a 2^16-bit presence filter of its keys */
+#define MBK_BITS_WORDS (1u << (MBK_BITS_LOG2 - 6))
 
 /* verdicts (conf.final etc. decide what allow/deny become) */
 enum { MBK_V_PASS = 0, MBK_V_DROP = 1, MBK_V_USER = 2 };
@@ -64,9 +67,13 @@ struct mbk_rule {
     mbk_u64 dst_hi, dst_lo, dst_mask_hi, dst_mask_lo;
 };
 
+/* an index group, in ascending order of min_rule: once the best match so
+ * far is below a group's first rule, no later group can beat it */
 struct mbk_group {
     mbk_u8 match;
-    mbk_u8 _pad[7];
+    mbk_u8 _pad;
+    mbk_u16 gi;                 /* the group number in the keys (user space's) */
+    mbk_u32 min_rule;           /* its lowest rule */
     mbk_u64 src_mask_hi, src_mask_lo, dst_mask_hi, dst_mask_lo;
 };
 
@@ -74,5 +81,16 @@ struct mbk_group {
 struct mbk_key {
     mbk_u64 k[5];
 };
+
+/* the presence filter's bit for a key: a cheap look before the hash table
+ * (a flood from random sources mostly misses every group) */
+static inline mbk_u32 mbk_bit(const mbk_u64 *k)
+{
+    mbk_u64 h = k[0] * 0x9E3779B97F4A7C15ULL ^ k[1] * 0xC2B2AE3D27D4EB4FULL ^
+                k[2] * 0x165667B19E3779F9ULL ^ k[3] * 0xD6E8FEB86659FD93ULL ^
+                k[4] * 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 32;
+    return (mbk_u32)((h * 0x9E3779B97F4A7C15ULL) >> (64 - MBK_BITS_LOG2));
+}
 
 #endif
