@@ -109,6 +109,7 @@ def ext(name, libs=(), sources=()):
 
 
 extensions = [
+    ext("netmapy.stop"),
     ext("netmapy.core"),
     ext("netmapy.fastpath"),
     ext("netmapy.pktgen"),

@@ -18,7 +18,6 @@ A new kind of worker is one more subclass of ``Job`` with a ``kind`` and a
 ``run(ctx)``; ``JOBS`` maps each kind to its class.
 """
 
-import signal
 from dataclasses import dataclass, field
 from typing import ClassVar, Dict, List, Optional, Tuple, Union
 
@@ -80,6 +79,7 @@ class Job:
     dir_names: Tuple[str, str] = ("a>b", "b>a")
     wait_ms: int = 100
     seconds: float = 0
+    stop_order: int = 0                 # stopped in this order (pipelines: lb, stages, merge)
 
     kind: ClassVar[str] = ""
     directions: ClassVar[int] = 1       # filters built per direction
@@ -99,12 +99,9 @@ class Job:
                                 % (type(self).__name__, type(p).__name__))
 
     def run(self, ctx):
+        """Run until the process-wide stop flag (netmapy.stop: SIGTERM or
+        SIGINT, set by the worker's C handlers) or the duration ends it."""
         raise NotImplementedError
-
-    @staticmethod
-    def _stop_on_signals(stop):
-        signal.signal(signal.SIGTERM, lambda *a: stop())
-        signal.signal(signal.SIGINT, lambda *a: stop())
 
 
 def job_class(kind):
@@ -128,7 +125,6 @@ class BridgeJob(Job):
         if self.python:
             from netmapy import fastpath
             from middlebox.worker import load_function
-            self._stop_on_signals(fastpath.stop)
             fn = load_function(self.python)
             fastpath.bridge_py(a, b, fn, counters=ctx.counters, wait_ms=self.wait_ms,
                                seconds=self.seconds)
@@ -219,7 +215,6 @@ class StageJob(Job):
         if self.python:
             from netmapy import fastpath
             from middlebox.worker import load_function
-            self._stop_on_signals(fastpath.stop)
             from middlebox import stats as st
             fn = load_function(self.python)
             ctx.counters[st.W_STATE] = 1
@@ -260,7 +255,6 @@ class LbJob(Job):
     def run(self, ctx):
         from middlebox import lb
         from middlebox.filter import Filter
-        self._stop_on_signals(lb.stop)
         n = self.nworkers
         src, outs = ctx.ports[0], ctx.ports[1:1 + n]
         prio = pp = None

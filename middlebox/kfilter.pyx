@@ -38,14 +38,8 @@ cdef extern from "<errno.h>" nogil:
 
 BPF_OBJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "mb_rules.bpf.o")
 
-# worker counter block, per direction (middlebox/stats.py)
-cdef enum:
-    RX = 0
-    RX_BYTES = 1
-    FWD = 2
-    FWD_BYTES = 3
-    DROP = 4
-    DROP_BYTES = 5
+# worker counter block, per direction
+from middlebox.counters cimport RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES
 
 
 class KernelFilterUnavailable(FilterError):

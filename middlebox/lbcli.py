@@ -21,7 +21,7 @@ import time
 import click
 
 import netmapy
-from netmapy import cli
+from netmapy import cli, stop
 from netmapy.names import Mode, PortName
 
 
@@ -89,6 +89,11 @@ def run(args, out=sys.stdout):
         prio.attach_counters()
     kw = {"slots": args.slots} if args.slots else {}
     opened = []
+    # SIGINT/SIGTERM end b.run() (C handlers: it never returns to Python on
+    # its own); then the summary is printed and the pipes are closed, before
+    # the previous handlers come back
+    stop.reset()
+    stop.install_handlers()
     try:
         src = netmapy.open(cli.port_for(args.input, args.backend), netns=args.netns)
         opened.append(src)
@@ -124,10 +129,6 @@ def run(args, out=sys.stdout):
                         "%s fwd %d wait %d drop %d" % (p["port"], p["fwd"], p["waiting"],
                                                        p["dropped"]) for p in st["pipes"])),
                           file=out, flush=True)
-        lb.reset()
-        import signal
-        signal.signal(signal.SIGTERM, lambda *a: lb.stop())
-        signal.signal(signal.SIGINT, lambda *a: lb.stop())
         t = threading.Thread(target=report, daemon=True)
         if args.interval:
             t.start()
@@ -135,6 +136,8 @@ def run(args, out=sys.stdout):
             result = b.run(seconds=args.seconds, count=args.count)
         finally:
             done.set()
+            if t.is_alive():
+                t.join(5)
         print(json.dumps(dict(summary=result)) if args.json else
               "netmapy-lb: %d packets in; %s" % (result["rx"], ", ".join(
                   "%s %d" % (p["port"], p["fwd"]) for p in result["pipes"])),
@@ -146,6 +149,7 @@ def run(args, out=sys.stdout):
                 p.close()
             except Exception:
                 pass
+        stop.restore_handlers()
 
 
 def main(argv=None):

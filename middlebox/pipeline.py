@@ -31,6 +31,7 @@ oldest packet of the longest backlog instead, counted per pipe.
 
 import json
 import os
+import re
 import sys
 
 import click
@@ -80,32 +81,53 @@ class Pipeline:
         lb_ports = [PortSpec(self.input, self.netns)] + [self.pipe("{", k) for k in range(n)]
         if self.priority:
             lb_ports += [self.pipe("{", 1000 + k) for k in range(n)]
+        # stop_order: on a stop the supervisor stops the balancer first, then
+        # the stages, then the merge; each drains what it was handed
         specs = [LbJob(ports=lb_ports, queue=0, cpu=cpu(0), nworkers=n, priority=self.priority,
                        lossy=self.lossy, extra_bufs=self.extra_bufs,
-                       dir_names=("in>pipes", "-"))]
+                       dir_names=("in>pipes", "-"), stop_order=0)]
         for k in range(n):
             ports = [self.pipe("}", k), self.pipe("{", 2000 + k)]
             if self.priority:
                 ports.append(self.pipe("}", 1000 + k))
             specs.append(StageJob(ports=ports, queue=k, cpu=cpu(k + 1), filters=self.filters,
                                   python=self.work, loop=self.loop, budget=self.budget,
-                                  dir_names=("bulk", "priority")))
+                                  dir_names=("bulk", "priority"), stop_order=1))
         ins = [self.pipe("}", 2000 + k) for k in range(n)]
         if self.output:
             specs.append(MergeJob(ports=ins + [PortSpec(self.output, self.netns)], queue=0,
-                                  cpu=cpu(0), dir_names=("pipes>out", "-")))
+                                  cpu=cpu(0), dir_names=("pipes>out", "-"), stop_order=2))
         else:
             # no output port: a sink stage counts and releases
             sink = PortSpec(parse_name("pcap:/dev/null"), None, {"mode": "w"})
             specs.append(MergeJob(ports=ins + [sink], queue=0, cpu=cpu(0),
-                                  dir_names=("pipes>null", "-")))
+                                  dir_names=("pipes>null", "-"), stop_order=2))
         return specs
 
     def run(self, seconds=0, interval=1.0, out=None, stats_json=False, prometheus=None):
+        remove_stale_pipes()
         sup = Supervisor("netmapy-pipeline", self.specs(), locks=(),
                          rule_names=self.rule_names, rule_descriptions=self.rule_descriptions,
                          out=out, stats_json=stats_json, prometheus=prometheus)
         return sup.run(seconds=seconds, interval=interval)
+
+
+def remove_stale_pipes(out=sys.stderr):
+    """Free the pipes of dead pipelines (default names plPID, PID the dead
+    supervisor's) whose ends are all dead too (a SIGKILLed pipeline whose
+    workers were killed as well); returns what pipe.clean_stale() did."""
+    from netmapy.backends import pipe
+    from .nic import _proc_start_time
+    dead = [d for d in pipe.list_domains()
+            if re.fullmatch(r"pl\d+", d) and int(d[2:]) != os.getpid() and
+            _proc_start_time(int(d[2:])) is None]
+    done = pipe.clean_stale(dead) if dead else []
+    for parent, freed, removed in done:
+        if not (freed or removed):
+            continue                    # its pipes have live ends: kept
+        print("netmapy-pipeline: freed %d pipe(s) of a dead pipeline%s: %s" % (
+            freed, " and removed its memory" if removed else "", parent), file=out)
+    return done
 
 
 def parse_stages(text):

@@ -10,6 +10,12 @@ per worker process.
 It takes a lock per interface (a second instance is refused), runs the
 setup steps given to it (NIC changes, journaled so a crashed run is
 repaired by the next start) and undoes them on exit, whatever the exit.
+A start also removes what dead runs of the same program left behind (their
+counter files, their lock files).
+
+SIGINT/SIGTERM set the process-wide stop flag (netmapy.stop, installed for
+the duration of run()): the supervisor then stops the workers (each stops
+on its own flag), prints the final totals and cleans up.
 """
 
 import fcntl
@@ -22,6 +28,7 @@ import sys
 import threading
 import time
 
+from netmapy import stop
 from netmapy.errors import NetmapyError
 from netmapy.units import parse_cpulist
 from . import stats as st
@@ -47,17 +54,25 @@ class InterfaceLock:
         self.fd = None
 
     def acquire(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                holder = os.read(fd, 200).decode(errors="replace").strip()
-            finally:
-                os.close(fd)
-            where = self.ifname + (" in namespace %s" % self.netns if self.netns else "")
-            raise AlreadyRunning("another middlebox is already running on %s (%s); stop it "
-                                 "first" % (where, holder or "pid unknown")) from None
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = os.read(fd, 200).decode(errors="replace").strip()
+                finally:
+                    os.close(fd)
+                where = self.ifname + (" in namespace %s" % self.netns if self.netns else "")
+                raise AlreadyRunning("another middlebox is already running on %s (%s); stop "
+                                     "it first" % (where, holder or "pid unknown")) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)            # unlinked by its last holder meanwhile: the lock is a new file
         os.ftruncate(fd, 0)
         os.write(fd, ("%s pid %d" % (self.prog, os.getpid())).encode())
         self.fd = fd
@@ -70,6 +85,42 @@ class InterfaceLock:
                 pass
             os.close(self.fd)
             self.fd = None
+
+
+def remove_stale_locks(prog, out=sys.stderr):
+    """Remove the lock files of dead runs of `prog` (nobody holds their
+    lock: the kernel released it when the holder died); returns their
+    paths.  A live holder's lock, or another program's, is left alone."""
+    d = lockdir()
+    gone = []
+    for f in os.listdir(d):
+        if not f.endswith(".lock"):
+            continue
+        path = os.path.join(d, f)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue                            # held: a live run
+            holder = os.read(fd, 200).decode(errors="replace").split()
+            if holder[:2] != [prog, "pid"]:
+                continue
+            try:
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    continue
+                os.unlink(path)                     # under the lock: see acquire()
+            except FileNotFoundError:
+                continue
+            gone.append(path)
+            print("%s: removed the lock file of a dead run (%s): %s" % (
+                prog, " ".join(holder), path), file=out)
+        finally:
+            os.close(fd)
+    return gone
 
 
 def numa_cpus(ifname):
@@ -221,27 +272,39 @@ class Supervisor:
                     file=sys.stderr)
 
     def _stop_workers(self, timeout=5.0):
+        """SIGTERM the workers, in the order of their specs' "stop_order"
+        (upstream first: a pipeline's balancer, then its stages, then its
+        merge, so each drains what the previous one handed it and none
+        waits for room downstream that will never come); SIGKILL one that
+        is still there `timeout` seconds later."""
         self.stopping = True
-        for p in self.procs.values():
-            if p is not None and p.is_alive():
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        end = time.monotonic() + timeout
-        for p in self.procs.values():
-            if p is not None:
+        for order in sorted({spec.get("stop_order", 0) for spec in self.specs}):
+            group = [p for w, p in self.procs.items()
+                     if p is not None and self.specs[w].get("stop_order", 0) == order]
+            for p in group:
+                if p.is_alive():
+                    try:
+                        os.kill(p.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            end = time.monotonic() + timeout
+            for p in group:
                 p.join(max(0.1, end - time.monotonic()))
                 if p.is_alive():
                     p.kill()
                     p.join(2)
 
+    def _stop_requested(self):
+        if stop.requested():
+            self.stopping = True
+        return self.stopping
+
     def _wait_running(self, timeout=20.0):
         """Wait until every worker has its ports open and loops (then say
         so on stderr: scripts wait for that line), or one failed."""
         end = time.monotonic() + timeout
-        while not self.stopping and self.failure is None and (time.monotonic() < end or
-                                                              self.busy_since):
+        while not self._stop_requested() and self.failure is None and (
+                time.monotonic() < end or self.busy_since):
             if self._announce():
                 return True
             self._check_workers()
@@ -260,9 +323,8 @@ class Supervisor:
 
     def run(self, seconds=0, interval=1.0):
         """Run until SIGINT/SIGTERM or `seconds`; returns the final totals."""
-        def on_signal(signum, frame):
-            self.stopping = True
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stop.reset()
+        stop.install_handlers()
         acquired = []
         setup_done = False
         try:
@@ -272,6 +334,12 @@ class Supervisor:
             if self.setup is not None:
                 setup_done = True
                 self.setup()
+            # what dead runs of this program left (the NIC state was repaired
+            # by setup(): the journal)
+            for path, pid in st.remove_stale(self.prog):
+                print("%s: removed the counters of a dead run (pid %d): %s" % (
+                    self.prog, pid, path), file=sys.stderr)
+            remove_stale_locks(self.prog)
             nrules = len(self.rule_names)
             path = os.path.join(st.rundir(), "%s-%d.stats" % (self.prog, os.getpid()))
             self.stats = st.Stats.create(path, len(self.specs), nrules)
@@ -290,8 +358,8 @@ class Supervisor:
             t0 = time.monotonic()
             last = t0
             self._prev = (t0, self.stats.snapshot())
-            while not self.stopping and self.failure is None:
-                time.sleep(min(0.1, interval or 0.1))
+            while not self._stop_requested() and self.failure is None:
+                stop.wait(min(0.1, interval or 0.1))
                 self._check_workers()
                 self._announce()
                 now = time.monotonic()
@@ -321,8 +389,7 @@ class Supervisor:
                     self.stats.unlink()
                 for lk in acquired:
                     lk.release()
-                for s, h in old.items():
-                    signal.signal(s, h)
+                stop.restore_handlers()
 
     def _sample_cpu(self):
         """CPU seconds (user + system) each worker used, read just before

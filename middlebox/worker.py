@@ -71,12 +71,16 @@ def main(job, index, stats_path, parent, errors=None):
     """Run one job (a middlebox.jobs.Job) as worker ``index`` until
     SIGTERM/SIGINT (or its duration) ends it; ``stats_path`` is the shared
     counter file, ``parent`` the supervisor's pid."""
-    from middlebox import loop, stats as st
+    from middlebox import stats as st
     from middlebox.jobs import WorkerContext
-    # our C-level SIGTERM/SIGINT handlers stop the loops; the xdp backend
-    # must not replace them with Python ones (those would wait for the GIL)
+    from netmapy import stop
+    # SIGTERM/SIGINT set the process-wide stop flag (C handlers) that every
+    # loop below reads, also while it never returns to Python; the xdp
+    # backend must not replace them with Python ones (those would wait for
+    # the GIL)
     os.environ["NETMAPY_NO_SIGNAL_HANDLERS"] = "1"
-    loop.install_signal_handlers()
+    stop.reset()
+    stop.install_handlers()
     _die_with_parent()
     if os.getppid() != parent:
         return 0                      # the supervisor is already gone

@@ -63,7 +63,8 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from netmapy.includes.system cimport POLLIN, POLLOUT
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
-                           nm_ring_space, nm_ring_next, ring_move)
+                           nm_ring_space, nm_ring_next, ring_move, clear_eintr)
+from netmapy.stop cimport stop_requested
 from netmapy.backends.pcap cimport PcapPort
 
 import math
@@ -613,19 +614,9 @@ MIN_FRAME = PG_MIN_LEN
 HEADER_LEN = 16
 HIST_BUCKETS = PG_HIST_N
 
-cdef volatile int _stop = 0
-
-
-def stop():
-    """Ask every pktgen loop of this process to return (signal-safe)."""
-    global _stop
-    _stop = 1
-
-
-def reset():
-    """Clear a stop() request (before starting new loops)."""
-    global _stop
-    _stop = 0
+# stop() asks every loop of this process to return (signal-safe), reset()
+# clears that: the process-wide stop request of netmapy.stop
+from netmapy.stop import request as stop, reset
 
 
 # ------------------------------------------------------------------ parsing
@@ -1056,7 +1047,7 @@ cdef Counters _counters(counters):
 
 
 cdef inline bint _stopped(uint64_t *c) noexcept nogil:
-    return _stop != 0 or pg_get(c, PGC_STOP) != 0
+    return stop_requested() or pg_get(c, PGC_STOP) != 0
 
 
 cdef int _check_signals() noexcept with gil:
@@ -1204,10 +1195,14 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
                 if n > max_batch:
                     max_batch = n
                 rc = port.c_poll(0, 0)
+                if rc < 0 and clear_eintr(port):
+                    rc = 0
             else:
                 # every TX ring is full: sleep until the backend takes some
                 full += 1
                 rc = port.c_poll(POLLOUT, wait_ms)
+                if rc < 0 and clear_eintr(port):
+                    rc = 0
             if rc < 0:
                 break
             pg_set(c, PGC_TX_PACKETS, sent)
@@ -1219,6 +1214,8 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
                 pg_set(c, PGC_SLEEPS, pc.sleeps)
         if rc >= 0:
             rc = port.c_poll(0, 0)
+            if rc < 0 and clear_eintr(port):
+                rc = 0
         pg_set(c, PGC_TX_PACKETS, sent)
         pg_set(c, PGC_TX_BYTES, nbytes)
         pg_set(c, PGC_T1, pg_now())
@@ -1331,6 +1328,8 @@ def receive(Port port, long long count=0, double seconds=0, double idle=0,
                         continue
                 else:
                     rc = port.c_poll(POLLIN, wait_ms)
+                    if rc < 0 and clear_eintr(port):
+                        rc = 0
                 if rc < 0:
                     break
                 if rc == 0:
@@ -1450,6 +1449,8 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
                 t = port.txr[0]
                 if nm_ring_space(t) == 0:
                     rc = port.c_poll(POLLOUT, 100)
+                    if rc < 0 and clear_eintr(port):
+                        rc = 0
                     if rc < 0:
                         break
                     continue
@@ -1493,6 +1494,8 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
                         if wait > 100:
                             wait = 100
                         rc = port.c_poll(POLLIN, wait)
+                        if rc < 0 and clear_eintr(port):
+                            rc = 0
                     if rc < 0:
                         break
                     if rc == 0:
@@ -1592,6 +1595,8 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
             else:
                 ev = POLLOUT if pending else POLLIN
                 rc = port.c_poll(ev, wait_ms)
+                if rc < 0 and clear_eintr(port):
+                    rc = 0
                 if rc >= 0 and pending:
                     rc = _rx_sync_all(port)
             if rc < 0:
@@ -1615,6 +1620,8 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
                 got += n
                 done += ring_move(rx, tx, n, True)
             rc = port.c_poll(0, 0)
+            if rc < 0 and clear_eintr(port):
+                rc = 0
             if rc < 0:
                 break
             pg_set(c, PGC_REFLECTED, done)
@@ -1624,6 +1631,8 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
             pg_set(c, PGC_TX_BYTES, nbytes)
         if rc >= 0:
             rc = port.c_poll(0, 0)
+            if rc < 0 and clear_eintr(port):
+                rc = 0
         pg_set(c, PGC_T1, pg_now())
     ctr.set_state("failed" if rc < 0 else "done")
     if rc < 0:
@@ -1705,6 +1714,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             if r.head == r.tail:
                 if pend:
                     rc = dst.c_poll(0, 0)
+                    if rc < 0 and clear_eintr(dst):
+                        rc = 0
                     pend = 0
                     if rc < 0:
                         break
@@ -1724,6 +1735,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                 continue
             if nm_ring_space(t) == 0:
                 rc = dst.c_poll(POLLOUT, wait_ms)
+                if rc < 0 and clear_eintr(dst):
+                    rc = 0
                 pend = 0
                 if rc < 0:
                     break
@@ -1744,6 +1757,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                 if due > now:
                     if pend:
                         rc = dst.c_poll(0, 0)
+                        if rc < 0 and clear_eintr(dst):
+                            rc = 0
                         pend = 0
                         if rc < 0:
                             break
@@ -1760,6 +1775,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                 if pc.tokens < cost:
                     if pend:
                         rc = dst.c_poll(0, 0)
+                        if rc < 0 and clear_eintr(dst):
+                            rc = 0
                         pend = 0
                         if rc < 0:
                             break
@@ -1773,6 +1790,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             pend += 1
             if pend >= batch or nm_ring_space(t) == 0:
                 rc = dst.c_poll(0, 0)
+                if rc < 0 and clear_eintr(dst):
+                    rc = 0
                 pend = 0
                 if rc < 0:
                     break
@@ -1781,6 +1800,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             pg_set(c, PGC_LATE, late)
         if rc >= 0:
             rc = dst.c_poll(0, 0)
+            if rc < 0 and clear_eintr(dst):
+                rc = 0
         pg_set(c, PGC_TX_PACKETS, sent)
         pg_set(c, PGC_TX_BYTES, nbytes)
         pg_set(c, PGC_SLEEPS, sleeps + (pc.sleeps if paced else 0))

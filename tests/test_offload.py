@@ -18,7 +18,7 @@ import time
 import pytest
 
 import netmapy
-from conftest import needs_root
+from conftest import needs_root, stop_within
 from netmapy.netns import netns
 
 pytestmark = needs_root
@@ -131,6 +131,94 @@ def test_flood_scrubbed_valid_reinjected_and_answered(pair, tmp_path):
     # the XDP program is gone
     with netns(v.ns_b):
         assert netmapy.iface.info(v.if_b).xdp_prog_id == 0
+
+
+def metrics(port):
+    """{(field, direction): value} of worker 0 from the Prometheus endpoint."""
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("netmapy_") and 'worker="0"' in line and "direction=" in line:
+            name, _, v = line.rpartition(" ")
+            field = name.split("{")[0][len("netmapy_"):-len("_total")]
+            out[(field, int(name.split('direction="')[1][0]))] = int(v)
+    return out
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_every_counter_after_known_traffic(pair, tmp_path):
+    """Passing, denied and rate-limited packets of known sizes: every
+    counter of the direction, bytes included, live (Prometheus) and in the
+    summary."""
+    v = pair
+    rules = tmp_path / "r.rules"
+    rules.write_text("ratelimit 1pps burst 3 udp from 192.0.2.77\ndeny udp to port 9\n"
+                     "default allow\n")
+    port = free_port()
+    p = start(v, "--rules", str(rules), "--prometheus", "127.0.0.1:%d" % port)
+    mk = lambda src, dport, size, i: udp_frame(v.mac_a, v.mac_b, src, v.ip_b, 2000 + i, dport,
+                                               bytes(size))
+    ok = [mk(v.ip_a, 7000, 20 + i, i) for i in range(25)]
+    denied = [mk(v.ip_a, 9, 300, i) for i in range(15)]
+    limited = [mk("192.0.2.77", 7000, 70, i) for i in range(10)]
+    frames = ok[:10] + denied + limited + ok[10:]
+    try:
+        with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
+            assert tx.send(frames) == len(frames)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            live = metrics(port)
+            if live.get(("rx", 0)) == len(frames):
+                break
+            time.sleep(0.1)
+    finally:
+        summary, err = stop(p)
+    n = lambda fs: sum(len(f) for f in fs)
+    fwd = ok + limited[:3]
+    want = dict(rx=len(frames), rx_bytes=n(frames), fwd=len(fwd), fwd_bytes=n(fwd),
+                drop=len(denied) + 7, drop_bytes=n(denied + limited[3:]), ratelimited=7, errors=0)
+    assert {f: live[(f, 0)] for f in want} == want
+    assert (summary["rx"], summary["reinjected"], summary["dropped"], summary["ratelimited"],
+            summary["errors"]) == (want["rx"], want["fwd"], want["drop"], 7, 0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_under_flood_summary_and_cleanup(pair, tmp_path, sig):
+    from middlebox import stats, supervisor
+    v = pair
+    p = start(v, "--drop", "udp dst port 9")
+    stats_file = os.path.join(stats.rundir(), "nm-offload-%d.stats" % p.pid)
+    lock = os.path.join(supervisor.lockdir(), "%s.%s.lock" % (v.ns_b, v.if_b))
+    assert os.path.exists(stats_file) and os.path.exists(lock)
+    gen = subprocess.Popen([sys.executable, "-m", "tools.pktgen", "-i", "packet:%s" % v.if_a,
+                            "--netns", v.ns_a, "-f", "tx", "--dst-mac", v.mac_b, "--dst-port", "9",
+                            "-d", "10", "-T", "0"], cwd=REPO, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        time.sleep(1.5)
+        assert gen.poll() is None
+        out, err = stop_within(p, sig)
+    finally:
+        gen.kill()
+        gen.wait()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    summary = [json.loads(l)["summary"] for l in out.splitlines() if l.startswith('{"summary"')][0]
+    assert summary["rx"] > 1000 and summary["dropped"] == summary["rx"] - summary["errors"]
+    assert "exited with" not in err
+    assert not os.path.exists(stats_file) and not os.path.exists(lock)
+    with netns(v.ns_b):
+        assert netmapy.iface.info(v.if_b).xdp_prog_id == 0      # the XDP program is gone
 
 
 def test_steer_keeps_other_traffic_in_the_kernel(pair, tmp_path):

@@ -19,7 +19,7 @@ import pytest
 import netmapy
 from netmapy import pktgen
 
-from conftest import IS_ROOT, needs_root
+from conftest import IS_ROOT, needs_root, stop_within
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _seq = [0]
@@ -323,6 +323,27 @@ def test_ctrl_c_ends_with_the_summary():
     assert r["pktgen"] == s["packets"] and r["lost"] == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_under_load_summary_and_no_pipe_left(sig, private_rundir):
+    """Full speed over a pipe (the sender often waits for room): a signal
+    ends each side promptly with its summary; their pipe ends are closed
+    (the pipe's files go with the last end)."""
+    name = _unique()
+    rx = cli_bg("-i", "pipe:%s}1" % name, "-f", "rx", "-T", 0)
+    tx = cli_bg("-i", "pipe:%s{1" % name, "-f", "tx", "-p", 1, "-T", 0)
+    time.sleep(1.0)
+    out, err = stop_within(tx, sig)
+    assert tx.returncode == 0, err
+    s = summary_of(out)
+    assert s["interrupted"] and s["packets"] > 0
+    time.sleep(0.3)
+    out, err = stop_within(rx, sig)
+    assert rx.returncode == 0, err
+    r = summary_of(out)
+    assert r["interrupted"] and r["pktgen"] == s["packets"] and r["lost"] == 0
+    assert not [f for f in os.listdir(private_rundir) if f.startswith(name + ".")]
+
+
 # ------------------------------------------------------------ bad input
 @pytest.mark.parametrize("argv,needle", [
     (["-i", "pipe:b{1", "-R", "fast"], "rate 'fast'"),
@@ -388,6 +409,32 @@ def test_tx_rx_veth_exact_and_interface_counters(veth):
     assert v.counters("a")["tx_packets"] - a0["tx_packets"] == 50000
     assert v.counters("b")["rx_packets"] - b0["rx_packets"] == 50000
     assert v.counters("b")["rx_bytes"] - b0["rx_bytes"] == s["bytes"] == r["bytes"]
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_under_load_veth_workers(veth, sig):
+    """Two pinned transmit processes and a receiver, at full speed: the
+    signal ends each command promptly, with its summary."""
+    v = veth
+    rx = cli_bg("-i", "packet:%s" % v.if_b, "-f", "rx", "--netns", v.ns, "-T", 0)
+    tx = cli_bg("-i", "packet:%s" % v.if_a, "-f", "tx", "--netns", v.ns, "-p", 2,
+                "--dst-mac", v.mac_b, "-T", 0)
+    try:
+        time.sleep(1.0)
+        out, err = stop_within(tx, sig)
+        assert tx.returncode == 0, err
+        s = summary_of(out)
+        assert s["interrupted"] and s["packets"] > 0
+        out, err = stop_within(rx, sig)
+        assert rx.returncode == 0, err
+        r = summary_of(out)
+        assert r["interrupted"] and 0 < r["pktgen"] <= s["packets"]
+    finally:
+        for p in (tx, rx):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 @needs_root

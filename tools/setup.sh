@@ -12,6 +12,7 @@ PACKAGES=(
   libpcap-dev tcpdump        # pcap backend, filters; reading captures
   libbpf-dev libxdp-dev      # xdp backend
   clang llvm bpftool xdp-tools
+  libclang-rt-dev            # libFuzzer + sanitizer runtimes for clang (the parser's fuzz test)
   iproute2 ethtool iputils-ping util-linux psmisc   # lab, NIC control, setpriv
   netsniff-ng                # trafgen: the lab's traffic generator
   tshark                     # editcap (pcapng tests), capture inspection

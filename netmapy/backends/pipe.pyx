@@ -85,13 +85,18 @@ cdef uint64_t _round(uint64_t v, uint64_t a):
 
 
 def _starttime(pid):
-    """Process start time in clock ticks (guards against pid reuse)."""
+    """Process start time in clock ticks (guards against pid reuse); None
+    when there is no such process or it is a zombie (dead, holding nothing,
+    not yet reaped)."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             data = f.read()
     except OSError:
         return None
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
 
 
 def _alive(pid, starttime):
@@ -480,15 +485,17 @@ def open_port(name, **kw):
     return open_or_undo(PipePort(name), kw)
 
 
-def clean_stale():
+def clean_stale(parents=None):
     """Free the pipes whose ends are all closed or dead (their processes were
     killed), and remove domains left without pipes.  Returns
     [(parent, pipes freed, domain removed)].  Pipes with a live end are kept
-    (packets in flight wait for a restarted peer)."""
+    (packets in flight wait for a restarted peer).  parents: only these
+    domains (default: every domain in the run directory)."""
     cdef Domain dom
     cdef nmp_pipe *p
     out = []
-    for parent in list_domains():
+    doms = list_domains()
+    for parent in doms if parents is None else [x for x in parents if x in doms]:
         with _Locked(parent) as lk:
             if lk.created:              # an empty file: nothing in it
                 os.unlink(lk.path)

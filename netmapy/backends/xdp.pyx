@@ -57,7 +57,8 @@ from netmapy.includes.system cimport (
     MAP_ANONYMOUS, MAP_NORESERVE, pollfd, POLLIN, POLLOUT, errno, close,
     gettimeofday, timeval)
 from netmapy.core import open_or_undo
-from netmapy.core cimport Port, Memory, poll_pair, ring_move
+from netmapy.core cimport Port, Memory, poll_pair, ring_move, pair_interrupted
+from netmapy.stop cimport stop_requested
 from netmapy.includes.system cimport monotonic_ms
 
 import atexit
@@ -1625,13 +1626,9 @@ def open_port(name, **kw):
 
 # ------------------------------------------------------- forwarding
 
-cdef volatile int _stop_flag = 0
-
-
-def stop():
-    """Ask a running forward_pair() to return (signal-safe)."""
-    global _stop_flag
-    _stop_flag = 1
+# stop() asks a running forward_pair() (every loop of the process) to
+# return, signal-safe: the process-wide stop request of netmapy.stop
+from netmapy.stop import request as stop
 
 
 cdef uint64_t _move_all(Port src, Port dst, uint32_t batch, bint swap, int *err) noexcept nogil:
@@ -1658,8 +1655,8 @@ def forward_pair(Port a, Port b, long long count=0, double seconds=0,
     when there is nothing to do.  Buffers are swapped when the ports share
     memory (xdp ports with one UMEM), copied otherwise; packets the other
     side has no room for wait in their RX ring.  Ends after count packets,
-    seconds, or stop().  Returns dict(a_to_b, b_to_a, seconds, swapped)."""
-    global _stop_flag
+    seconds, or a stop request (netmapy.stop).  Returns dict(a_to_b, b_to_a,
+    seconds, swapped)."""
     cdef bint swap = a.mem is b.mem
     cdef long long ab = 0, ba = 0
     cdef long long dl = monotonic_ms() + <long long>(seconds * 1000) if seconds > 0 else 0
@@ -1667,9 +1664,8 @@ def forward_pair(Port a, Port b, long long count=0, double seconds=0,
     cdef double t0 = time.perf_counter()
     if a.nic_rx == 0 or b.nic_tx == 0 or b.nic_rx == 0 or a.nic_tx == 0:
         raise ValueError("forward_pair() needs RX and TX rings on both ports")
-    _stop_flag = 0
     with nogil:
-        while not _stop_flag:
+        while not stop_requested():
             if count and ab + ba >= count:
                 break
             if dl and monotonic_ms() >= dl:
@@ -1677,6 +1673,9 @@ def forward_pair(Port a, Port b, long long count=0, double seconds=0,
             rc = poll_pair(a, POLLIN, b, POLLIN, wait_ms)
             if rc < 0:
                 err = -rc
+                if pair_interrupted(a, b, err) >= 0:
+                    err = 0
+                    continue
                 break
             ab += _move_all(a, b, batch, swap, &err)
             if err:

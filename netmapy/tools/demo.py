@@ -8,8 +8,16 @@ sink, with live counters, then a summary; everything is removed at the end
 
 (``python3 -m tools.demo`` from a checkout.)
 
-Each second it prints what src offered, what the bridge forwarded and what
-sink received, per line, and the loss so far.
+Each second it prints, per line, what src offered and what sink received
+(rates and totals), and how many offered packets were not delivered yet.
+
+That live column is not a loss: while traffic flows, offered minus
+delivered counts the packets still in the veths' queues and the bridge's
+rings -- when the bridge is slower than the generator, a backlog of up to a
+second of traffic, all of it delivered later -- together with any that
+were lost; counters read at one moment cannot tell the two apart.  The
+loss is the final line's, read after the generator stopped and the
+backlog drained: exact.
 """
 
 import json
@@ -89,8 +97,9 @@ def run(args):
                                     cpu=ln.index % max(1, os.cpu_count() - 1), rate=rate))
         print("lab up: %d line(s); trafgen in %s -> netmapy-bridge (%s) in %s -> %s; %s s" % (
             args.lines, lab.ns("src"), args.backend, mbox, lab.ns("sink"), args.seconds))
-        print("%6s %5s %12s %12s %12s %8s" % ("time", "line", "offered pps", "delivered pps",
-                                              "delivered", "loss"))
+        print("%6s %5s %12s %12s %12s %22s" % (
+            "time", "line", "offered pps", "delivered pps", "delivered",
+            "not delivered yet (*)"))
         t0 = time.monotonic()
         prev = [b for b in base]
         tprev = t0
@@ -103,11 +112,13 @@ def run(args):
                     rx = _pkts(lab, ln.sink_ns, ln.sink_if, "rx_packets")
                     dtx, drx = tx - prev[i][0], rx - prev[i][1]
                     off, dlv = tx - base[i][0], rx - base[i][1]
-                    print("%6.1f %5d %12.0f %12.0f %12d %7.2f%%" % (
+                    print("%6.1f %5d %12.0f %12.0f %12d %12d (%5.1f%%)" % (
                         now - t0, i, dtx / (now - tprev), drx / (now - tprev), dlv,
-                        100.0 * (off - dlv) / off if off else 0.0), flush=True)
+                        off - dlv, 100.0 * (off - dlv) / off if off else 0.0), flush=True)
                     prev[i] = (tx, rx)
                 tprev = now
+            print("(*) in flight (queues, the bridge's rings) or lost; the loss is in the "
+                  "final line, once the traffic drained", flush=True)
         finally:
             for g in gens:
                 lab.stop(g)

@@ -1145,16 +1145,21 @@ def _hold(prefix, **kw):
     """Build the lab, print a summary, wait until Ctrl-C (SIGINT), SIGTERM
     or SIGHUP, then remove it."""
     lab = Lab(prefix=prefix, **kw)
+    # from here a signal only sets the stop flag (netmapy.stop), so it can
+    # never cut the building or the removal of the lab short
+    from netmapy import stop
+    stop.reset()
+    stop.install_handlers((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     try:
         lab.up()
         print(lab.summary())
         print("lab: up; press Ctrl-C (or send SIGTERM) to take it down", flush=True)
-        while True:
-            signal.pause()
-    except _Stop:
-        pass
+        stop.wait()
+        print("lab: signal %d: final counters" % stop.signal_received(), flush=True)
+        _status(prefix)
     finally:
         lab.down()
+        stop.restore_handlers()
     print("lab: down", flush=True)
 
 
