@@ -272,15 +272,15 @@ class Supervisor:
                     file=sys.stderr)
 
     def _stop_workers(self, timeout=5.0):
-        """SIGTERM the workers, in the order of their specs' "stop_order"
+        """SIGTERM the workers, in the order of their jobs' stop_order
         (upstream first: a pipeline's balancer, then its stages, then its
         merge, so each drains what the previous one handed it and none
         waits for room downstream that will never come); SIGKILL one that
         is still there `timeout` seconds later."""
         self.stopping = True
-        for order in sorted({spec.get("stop_order", 0) for spec in self.specs}):
+        for order in sorted({spec.stop_order for spec in self.specs}):
             group = [p for w, p in self.procs.items()
-                     if p is not None and self.specs[w].get("stop_order", 0) == order]
+                     if p is not None and self.specs[w].stop_order == order]
             for p in group:
                 if p.is_alive():
                     try:

@@ -315,7 +315,14 @@ def test_lb_cli_stops_on_a_signal_under_load(sig, private_rundir):
     for o in outs + [src]:
         o.close()
     # its pipe ends were closed: the pipes' files went with ours
-    assert not [f for f in os.listdir(private_rundir) if f.startswith(name)]
+    assert not [f for f in os.listdir(os.path.join(private_rundir, "pipes"))
+                if f.startswith(name)]
+
+
+def _run_files(rundir):
+    """The counter files and pipe domains in the run directory."""
+    return [f for d in ("stats", "pipes") if os.path.isdir(os.path.join(rundir, d))
+            for f in os.listdir(os.path.join(rundir, d))]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -332,7 +339,8 @@ def test_pipeline_stops_on_a_signal_under_load(sig, private_rundir):
         while ": running," not in p.stderr.readline():
             assert p.poll() is None, p.communicate()[1]
         pid = p.pid
-        assert "netmapy-pipeline-%d.stats" % pid in os.listdir(private_rundir)
+        assert "netmapy-pipeline-%d.stats" % pid in os.listdir(os.path.join(private_rundir,
+                                                                             "stats"))
         rd = threading.Thread(target=sink, args=(out_, 3.0, got))
         rd.start()
         fed = threading.Thread(target=feeder, args=(src, frames_, 2.0))
@@ -351,7 +359,7 @@ def test_pipeline_stops_on_a_signal_under_load(sig, private_rundir):
     assert "keeps failing" not in err and "exited with" not in err, err   # workers stopped, not killed
     out_.close()
     src.close()
-    left = os.listdir(private_rundir)
+    left = _run_files(private_rundir)
     assert "netmapy-pipeline-%d.stats" % pid not in left
     assert not [f for f in left if f.startswith(name) or f.startswith("pl%d." % pid)], left
 
@@ -373,7 +381,7 @@ def test_a_new_start_removes_what_a_killed_pipeline_left(private_rundir):
         os.kill(k, signal.SIGKILL)
     os.kill(dead, signal.SIGKILL)
     p.communicate(timeout=10)
-    left = os.listdir(private_rundir)
+    left = _run_files(private_rundir)
     assert "netmapy-pipeline-%d.stats" % dead in left and "pl%d.mem" % dead in left
     p = start_cli("middlebox.pipeline", argv)
     err = []
@@ -390,7 +398,7 @@ def test_a_new_start_removes_what_a_killed_pipeline_left(private_rundir):
     assert "of a dead pipeline and removed its memory: pl%d" % dead in err
     assert "exited with" not in err, err          # the dead ends did not block the new run
     src.close()
-    left = os.listdir(private_rundir)
+    left = _run_files(private_rundir)
     assert not [f for f in left if f.startswith("pl%d." % dead) or f.startswith(name)
                 or f.startswith("pl%d." % p.pid) or "-%d.stats" % dead in f
                 or "-%d.stats" % p.pid in f], left
@@ -401,7 +409,8 @@ def test_stale_lock_files_of_dead_runs_removed(tmp_path, monkeypatch):
     by the next start of the same program; a live holder's lock, and
     another program's, are kept."""
     from middlebox import supervisor
-    monkeypatch.setenv("NETMAPY_LOCKDIR", str(tmp_path))
+    monkeypatch.setenv("NETMAPY_RUNDIR", str(tmp_path))
+    locks = tmp_path / "locks"
     hold = ("import sys, time\nfrom middlebox.supervisor import InterfaceLock\n"
             "InterfaceLock(sys.argv[1], None, sys.argv[2]).acquire()\n"
             "print('ready', flush=True)\ntime.sleep(60)\n")
@@ -417,8 +426,8 @@ def test_stale_lock_files_of_dead_runs_removed(tmp_path, monkeypatch):
             holders[ifname].kill()
             holders[ifname].wait()
         gone = supervisor.remove_stale_locks("netmapy-bridge", out=open(os.devnull, "w"))
-        assert gone == [str(tmp_path / "-.dead0.lock")]
-        assert sorted(os.listdir(tmp_path)) == ["-.live0.lock", "-.other0.lock"]
+        assert gone == [str(locks / "-.dead0.lock")]
+        assert sorted(os.listdir(locks)) == ["-.live0.lock", "-.other0.lock"]
         with pytest.raises(supervisor.AlreadyRunning):       # still held
             supervisor.InterfaceLock("netmapy-bridge", None, "live0").acquire()
         lk = supervisor.InterfaceLock("netmapy-bridge", None, "dead0")

@@ -341,7 +341,9 @@ def test_signal_under_load_summary_and_no_pipe_left(sig, private_rundir):
     assert rx.returncode == 0, err
     r = summary_of(out)
     assert r["interrupted"] and r["pktgen"] == s["packets"] and r["lost"] == 0
-    assert not [f for f in os.listdir(private_rundir) if f.startswith(name + ".")]
+    pipes = os.path.join(private_rundir, "pipes")
+    assert os.path.isdir(pipes)
+    assert not [f for f in os.listdir(pipes) if f.startswith(name + ".")]
 
 
 # ------------------------------------------------------------ bad input
