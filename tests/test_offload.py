@@ -379,16 +379,17 @@ def test_soak_every_reinjected_packet_reaches_the_server(pair, tmp_path, where):
         valid = [udp_frame(v.mac_a, v.mac_b, v.ip_a, v.ip_b, 40000 + i, 53, b"V" * 18)
                  for i in range(16)]
         flood = [udp_frame(v.mac_a, v.mac_b, "198.18.%d.%d" % (i // 250, i % 250 + 1), v.ip_b,
-                           1024 + i, 53, b"F" * 18) for i in range(64)]
-        batch = valid + flood                 # 16 valid, 64 flood
+                           1024 + i, 53, b"F" * 18) for i in range(32)]
+        batch = valid + flood                 # 16 valid, 32 flood
         sent = 0
         with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
             t0 = time.monotonic()
             while sent < n_valid:
                 assert tx.send(batch) == len(batch)
                 sent += len(valid)
-                # pace at ~60,000 valid/s: the test server is Python
-                ahead = sent / 60000.0 - (time.monotonic() - t0)
+                # pace at ~40,000 valid/s (120,000 packets/s): the test
+                # server is Python, and the machine may be shared
+                ahead = sent / 40000.0 - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
         end = time.monotonic() + 10
@@ -402,7 +403,7 @@ def test_soak_every_reinjected_packet_reaches_the_server(pair, tmp_path, where):
     overflow = udp_rcvbuf_errors(v.ns_b) - rcvbuf0
     assert summary["reinjected"] == n_valid, summary
     assert summary["reinject_failed"] == 0 and summary["errors"] == 0
-    assert summary["dropped"] == 4 * n_valid
+    assert summary["dropped"] == 2 * n_valid
     assert got[0] + overflow == summary["reinjected"], (got[0], overflow, summary)
     assert overflow == 0, "the test server fell behind (%d dropped by its socket)" % overflow
     # nothing left working in the kernel, nothing held
