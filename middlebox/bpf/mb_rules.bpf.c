@@ -100,6 +100,11 @@ struct {
     __uint(max_entries, MBK_C_RULES + 1);
 } mbk_counts SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, MBK_SAMPLE_RING_BYTES);
+} mbk_samples SEC(".maps");
+
 struct pkt {
     __u32 len;
     __u16 ethertype;
@@ -326,6 +331,32 @@ static __always_inline void count(__u32 idx, __u64 n)
         *c += n;
 }
 
+/* the attack view: about 1 of K drops described to the worker, which reads
+ * the ring buffer when it folds the counters (no wakeups) */
+static __always_inline void sample_drop(const struct mbk_conf *cf, const struct pkt *p)
+{
+    struct mbk_sample *s;
+    if (cf->sample_thresh != 0xffffffff && bpf_get_prandom_u32() >= cf->sample_thresh)
+        return;
+    s = bpf_ringbuf_reserve(&mbk_samples, sizeof(*s), 0);
+    if (!s) {
+        count(MBK_C_SAMPLES_LOST, 1);
+        return;
+    }
+    s->shi = p->shi;
+    s->slo = p->slo;
+    s->len = p->len;
+    s->sport = p->sport;
+    s->dport = p->dport;
+    s->proto = p->proto;
+    s->l3 = p->l3;
+    s->flags = p->flags;
+    s->_pad = 0;
+    s->ethertype = p->ethertype;
+    s->_pad2 = 0;
+    bpf_ringbuf_submit(s, BPF_RB_NO_WAKEUP);
+}
+
 SEC("xdp")
 int mb_rules(struct xdp_md *ctx)
 {
@@ -375,6 +406,8 @@ int mb_rules(struct xdp_md *ctx)
     }
     count(MBK_C_DROP, 1);
     count(MBK_C_DROP_BYTES, p.len);
+    if (cf->sample_thresh)
+        sample_drop(cf, &p);
     return XDP_DROP;
 user:
     count(MBK_C_USER, 1);
