@@ -161,6 +161,21 @@ class AttackView:
                 ring.release()
         return got
 
+    def skip(self, drops):
+        """Start the interval now: the samples already in the rings and
+        the drops so far are not part of it (a reader that came late:
+        ``--status``)."""
+        with self.lock:
+            for w in range(self.stats.nworkers):
+                ring = self.stats.drop_ring(w)
+                try:
+                    self.cursors[w] = _HEAD.unpack_from(ring, 0)[0]
+                finally:
+                    ring.release()
+            self.window = _Tally()
+            self.window_start = time.monotonic()
+            self.drops_at_start = drops
+
     def roll(self, drops, now=None):
         """End the interval: ``drops`` is the total drop count now (all
         workers, from the counters).  Returns the interval's view (also
@@ -212,7 +227,7 @@ class AttackView:
                 ("top destination ports", [(r["dport"], r["share"]) for r in v["top_dports"]]),
                 ("top sizes (bytes)", [(str(r["size"]), r["share"]) for r in v["top_sizes"]])]
         w = [40, 28, 20]
-        lines.append("  " + "".join("%-*s" % (w[i], c[0]) for i, c in enumerate(cols)))
+        lines.append(("  " + "".join("%-*s" % (w[i], c[0]) for i, c in enumerate(cols))).rstrip())
         for k in range(max(len(c[1]) for c in cols)):
             cells = []
             for i, (_, rows) in enumerate(cols):

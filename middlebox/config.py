@@ -58,7 +58,8 @@ __all__ = ["ConfigError", "Problem", "ServiceConfig", "locate", "SECTION_FILTERS
 SECTION_FILTERS = "filters"
 SECTION_OUTPUT = "output"
 #: command-line-only parameters (what to do, not what to run)
-NOT_IN_FILE = {"config", "check", "reload", "dry_run", "debug", "verbose", "version", "help"}
+NOT_IN_FILE = {"config", "check", "reload", "status", "dry_run", "debug", "verbose", "version",
+               "help"}
 #: values that are file names, resolved against the file's directory
 PATH_KEYS = {"rules", "bpf", "sample-drops"}
 
@@ -254,6 +255,8 @@ def load(path):
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
         if m:
             msg += " (column %s)" % m.group(2)
+        elif "end of document" in msg:
+            line = text.count("\n") + (0 if text.endswith("\n") else 1)
         raise ConfigError([Problem(path, line, None, "not valid TOML: %s" % msg)]) from None
     return data, locate(text)
 
@@ -340,6 +343,8 @@ class ServiceConfig:
             text = str(v)
             if k.key in PATH_KEYS or (k.key == "python" and ".py:" in text):
                 text = self._path(text)
+            if isinstance(p.type, click.types.IntParamType) and not isinstance(v, int):
+                return bad("expected a whole number, found %r" % (v,), index), False
             try:
                 return p.type.convert(text, p, ctx), True
             except click.BadParameter as e:
@@ -397,12 +402,15 @@ class ServiceConfig:
             return text
         return os.path.normpath(os.path.join(os.path.dirname(self.path), text))
 
-    def read(self):
-        """{param name: value} the file sets (ConfigError: every problem)."""
+    def read(self, problems=None):
+        """{param name: value} the file sets (ConfigError: every problem;
+        or, given a list, the problems are added to it and the values that
+        are right returned)."""
         if not self.path:
             return {}
         data, lines = load(self.path)
-        problems = []
+        collect = problems is not None
+        problems = problems if collect else []
         values = {}
         sections = self.sections()
         for sec, table in data.items():
@@ -424,15 +432,17 @@ class ServiceConfig:
                 got = self._convert(k, value, lines, problems)
                 if got is not None:
                     values.update(got)
-        if problems:
+        if problems and not collect:
             raise ConfigError(problems)
         return values
 
-    def resolve(self):
+    def resolve(self, problems=None):
         """The parameters: the file's, overridden by the command line's,
-        defaulted as the command line defaults them.  An args namespace."""
+        defaulted as the command line defaults them.  An args namespace.
+        ``problems``: a list to add the file's problems to instead of
+        raising ConfigError (the wrong values are left at their defaults)."""
         values = dict(self.defaults)
-        values.update(self.read())
+        values.update(self.read(problems))
         values.update(self.given)
         values["config"] = self.path
         return SimpleNamespace(**values)

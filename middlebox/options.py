@@ -24,7 +24,7 @@ OUTPUT_GROUP = "Counters and output"
 
 
 def service_options(f):
-    """--config FILE, --check, --reload (middlebox.service)."""
+    """--config FILE, --check, --reload, --status (middlebox.service)."""
     g = dict(cls=cli.Option, group=SERVICE_GROUP)
     opts = [
         click.option("--config", metavar="FILE", type=click.Path(dir_okay=False), **g,
@@ -38,6 +38,10 @@ def service_options(f):
                           "else the one on this interface) re-read its configuration and "
                           "swap its filters in without losing a packet (as SIGHUP does); "
                           "prints the outcome"),
+        click.option("--status", is_flag=True, **g,
+                     help="show the running instance's counters, rules and attack view over "
+                          "-T seconds (default 1), from its shared memory; with --json as one "
+                          "JSON object"),
     ]
     for o in reversed(opts):
         f = o(f)

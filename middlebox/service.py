@@ -170,15 +170,22 @@ class Service:
         return ServiceConfig(ctx, args.config, self.section, self.arguments, live=LIVE_PARAMS)
 
     def dispatch(self, ctx, args, run):
-        """--reload, --check, or run(args, cfg) with the resolved values."""
+        """--reload, --check, --status, or run(args, cfg) with the resolved
+        values."""
         cfg = self.config(ctx, args)
+        if sum(map(bool, (args.reload, args.check, args.status))) > 1:
+            raise cli.usage_error("--check, --reload and --status are one at a time")
         if args.reload:
             return self.reload(cfg)
         if args.check:
             return self.check(cfg)
+        if args.status:
+            return self.status(cfg, args.json, cfg.given.get("interval") or 1.0)
         return run(cfg.resolve(), cfg)
 
-    def reload(self, cfg):
+    def instance(self, cfg):
+        """The running instance's state (find_instance) for this
+        configuration file, or this command line's interface."""
         from .config import ConfigError
         netns = ifname = None
         try:
@@ -187,7 +194,10 @@ class Service:
         except (ConfigError, NetmapyError):
             if not cfg.path:
                 raise
-        st = find_instance(self.prog, cfg.path, netns, ifname)
+        return find_instance(self.prog, cfg.path, netns, ifname)
+
+    def reload(self, cfg):
+        st = self.instance(cfg)
         ok, msg = request_reload(st)
         print("%s: pid %d: reload %s" % (self.prog, st["pid"], msg),
               file=sys.stdout if ok else sys.stderr, flush=True)
@@ -195,13 +205,20 @@ class Service:
 
     def check(self, cfg):
         from .config import ConfigError
+        problems = []
         try:
-            args = cfg.resolve()
-        except ConfigError as e:
-            for p in e.problems:
-                print("%s: %s" % (self.prog, p), file=sys.stderr)
-            return cli.EXIT_ERROR
-        problems, notes = self.checks(args, cfg)
+            args = cfg.resolve(problems)
+        except ConfigError as e:                 # the file does not parse at all
+            problems = e.problems
+            args = None
+        if args is not None:
+            # what the values mean, except those already found wrong
+            bad = {str(p.key).split("[")[0] for p in problems}
+            more, notes = self.checks(args, cfg)
+            problems += [p for p in more if str(p.key).split("[")[0] not in bad]
+        else:
+            notes = []
+        problems.sort(key=lambda p: (p.path or "", p.line or 0))
         for p in problems:
             print("%s: %s" % (self.prog, p), file=sys.stderr)
         for n in notes:
@@ -209,4 +226,51 @@ class Service:
         if problems:
             return cli.EXIT_ERROR
         print("%s: %s: OK" % (self.prog, cfg.path or "the command line"), flush=True)
+        return cli.EXIT_OK
+
+    def status(self, cfg, as_json=False, seconds=1.0):
+        """--status: the running instance's counters, rules and attack view
+        over `seconds`, read from its shared memory (read-only)."""
+        from . import stats as st_
+        from .attack import AttackView
+        from .supervisor import rate_rows, table_lines
+        state = self.instance(cfg)
+        stats = st_.Stats.open(state["stats"], writable=False)
+        slots = [r["slot"] for r in state.get("rules", [])]
+        attack = AttackView(stats, state.get("attack_sample") or 0) \
+            if state.get("attack_sample") else None
+        s0 = stats.snapshot(rules=slots)
+        t0 = time.monotonic()
+        drops0 = sum(w["dirs"][d]["drop"] for w in s0 for d in range(2))
+        if attack is not None:
+            attack.skip(drops0)
+        time.sleep(seconds)
+        s1 = stats.snapshot(rules=slots)
+        dt = time.monotonic() - t0
+        rows = rate_rows(s0, s1, dt, state.get("dir_names") or [("a>b", "b>a")] * len(s1))
+        rules = []
+        for i, r in enumerate(state.get("rules", [])):
+            rules.append(dict(rule=r["rule"], text=r["text"],
+                              packets=sum(w["rules"][d][0][i] for w in s1 for d in range(2)),
+                              ratelimited=sum(w["rules"][d][1][i] for w in s1 for d in range(2))))
+        view = attack.roll(sum(w["dirs"][d]["drop"] for w in s1 for d in range(2))) \
+            if attack is not None else None
+        last = state.get("last_reload") or {}
+        if as_json:
+            print(json.dumps(dict(time=time.time(), pid=state["pid"], config=state.get("config"),
+                                  generation=state.get("generation"),
+                                  reloads=state.get("reloads"), last_reload=last or None,
+                                  workers=rows, rules=rules, attack=view)), flush=True)
+        else:
+            head = "%s pid %d%s: generation %d, %d reload(s)%s" % (
+                self.prog, state["pid"],
+                ", %s" % state["config"] if state.get("config") else "",
+                state.get("generation", 0), state.get("reloads", 0),
+                "; last: %s" % last["message"] if last else "")
+            lines = [head] + table_lines(self.prog, rows, state.get("dir_names"), rules,
+                                         state.get("generation"))[1:]
+            if attack is not None:
+                lines += attack.table_lines()
+            print("\n".join(lines), flush=True)
+        stats.close()
         return cli.EXIT_OK

@@ -332,11 +332,15 @@ static __always_inline void count(__u32 idx, __u64 n)
 }
 
 /* the attack view: about 1 of K drops described to the worker, which reads
- * the ring buffer when it folds the counters (no wakeups) */
-static __always_inline void sample_drop(const struct mbk_conf *cf, const struct pkt *p)
+ * the ring buffer when it folds the counters (no wakeups).  Which ones: the
+ * CPU's drop count scrambled (a multiplicative hash: no helper call, no
+ * period an attacker can line a flood up with) below the threshold. */
+static __always_inline void sample_drop(const struct mbk_conf *cf, const struct pkt *p,
+                                        __u64 n)
 {
     struct mbk_sample *s;
-    if (cf->sample_thresh != 0xffffffff && bpf_get_prandom_u32() >= cf->sample_thresh)
+    if (cf->sample_thresh != 0xffffffff &&
+            (__u32)((n * 0x9E3779B97F4A7C15ULL) >> 32) >= cf->sample_thresh)
         return;
     s = bpf_ringbuf_reserve(&mbk_samples, sizeof(*s), 0);
     if (!s) {
@@ -404,10 +408,16 @@ int mb_rules(struct xdp_md *ctx)
         count(MBK_C_PASS_BYTES, p.len);
         return XDP_PASS;
     }
-    count(MBK_C_DROP, 1);
+    {
+        __u32 di = MBK_C_DROP;
+        __u64 *dc = bpf_map_lookup_elem(&mbk_counts, &di);
+        if (dc) {
+            *dc += 1;
+            if (cf->sample_thresh)
+                sample_drop(cf, &p, *dc);
+        }
+    }
     count(MBK_C_DROP_BYTES, p.len);
-    if (cf->sample_thresh)
-        sample_drop(cf, &p);
     return XDP_DROP;
 user:
     count(MBK_C_USER, 1);
