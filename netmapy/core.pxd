@@ -153,4 +153,4 @@ cdef int poll_pair(Port a, int ev_a, Port b, int ev_b, int timeout_ms) noexcept 
 
 
 cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
-                        bint swap) noexcept nogil
+                        bint swap, uint64_t *too_big=*) noexcept nogil

@@ -21,7 +21,7 @@ Each invocation measures, with the same generator:
 * the ceiling: the generator at full speed into an XDP_DROP program on the
   receiver (what any XDP-based receiver could take here);
 * for each nm-offload variant (rules in the kernel, rules in user space):
-  a zero-loss search over paced trials (tools/zeroloss.py) -- the
+  a zero-loss search over paced trials (netmapy/tools/zeroloss.py) -- the
   scrubbing rate -- and, at each rate tried, the valid packets the server
   got;
 * the bare kernel (nothing attached: the stack and the server take
@@ -52,7 +52,7 @@ import time
 import click
 
 from netmapy import cli
-from tools.zeroloss import search
+from netmapy.tools.zeroloss import search
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOW = 1000                     # frames per pass of the mix capture

@@ -1,24 +1,36 @@
 """netmapy-bench: source -> middlebox -> sink on the veth lab, one
-middlebox after another, with delivered rate and loss per line, a table, JSON,
-a PNG plot and a markdown report.
+middlebox after another: the zero-loss throughput (RFC 2544 section 26.1:
+the highest paced rate carried with no loss), the full-speed delivered rate
+and loss, the CPU each packet costs, with a table, JSON, a PNG plot
+(delivered vs offered per middlebox, zero-loss throughput) and a markdown
+report.
 
-    netmapy-bench                                   # every available middlebox, 1..2 lines
-    netmapy-bench -m linux-bridge -m netmapy-packet --lines 1,2 --seconds 5
-    netmapy-bench -m custom --custom "my-fwd {a} {b}" --rate 500k
+    netmapy-bench                                   # every available middlebox, 1 line
+    netmapy-bench -m linux-bridge -m netmapy-packet --lines 1,2 --rounds 3
+    netmapy-bench -m custom --custom "my-fwd {a} {b}" --no-search --rate 500k
 
 For each middlebox and each line count N it builds the lab (namespaces
-src, mbox, sink; N veth lines), starts the middlebox in mbox, offers
-trafgen traffic on every line from CPU 0 (full speed, or --rate per line),
-and counts what src sent (offered) and sink received (delivered) from the
-interface counters.  For middleboxes that are processes it also reports
-their CPU time per delivered packet.  The lab is removed after each run,
-also on Ctrl-C.
+src, mbox, sink; N veth lines), starts the middlebox in mbox, reads its
+idle CPU, offers trafgen traffic on every line from CPU 0 at full speed
+(--repeat runs of --seconds), then searches the highest paced rate with no
+loss (<= --tolerance %%) over trials of --trial-seconds: the full-speed rate
+first, then halving the interval between the best lossless and the worst
+lossy rate.  Offered and delivered come from the interface counters.  CPU
+per packet: the middlebox processes' own time, and the softirq time of
+every CPU (/proc/stat), per delivered packet.  Every middlebox runs once
+per round and --rounds rounds run one after the other, so the machine's
+drift over time spreads over all of them; medians are reported, each
+beside the same invocation's references (the Linux bridge, the better
+dpdk-testpmd PMD) and the hour's ceiling (none).  The lab is removed after
+each run, also on Ctrl-C.
 
 Middleboxes: none (trafgen straight into the sink: the ceiling),
 linux-bridge, tc-mirred, xdp-redirect, netmapy-<backend> (netmapy-bridge
 with that backend: packet, xdp, ...), netmapy-python (netmapy-bridge
-with a Python per-packet function), testpmd-af_packet, testpmd-af_xdp
-(dpdk-testpmd io forwarding, when DPDK is installed), custom (--custom).
+with a Python per-packet function), netmapy-pipeline (RX -> filter worker
+-> TX over pipes), python-mmap (a pure-Python TPACKET bridge),
+testpmd-af_packet, testpmd-af_xdp (dpdk-testpmd io forwarding, when DPDK is
+installed), custom (--custom).
 """
 
 import json
@@ -43,7 +55,7 @@ XDP_REDIRECT_C = os.path.join(HERE, "bpf", "xdp_redirect.c")
 MAX_LINES = 8
 MIDDLEBOXES = ("none", "linux-bridge", "tc-mirred", "xdp-redirect", "netmapy-packet",
                "netmapy-xdp", "netmapy-python", "testpmd-af_packet", "testpmd-af_xdp",
-               "python-mmap", "custom")
+               "python-mmap", "netmapy-pipeline", "custom")
 
 
 def log(*a):
@@ -238,6 +250,25 @@ def wait_line(p, needle, what, timeout=30):
     raise cli.CliError("%s did not start: %s" % (what, " | ".join(err)[-400:]))
 
 
+class NetmapyPipeline(Middlebox):
+    """netmapy-pipeline IN OUT: an RX worker, a filter worker and a TX
+    worker joined by zero-copy pipes, all on the middlebox CPU."""
+    name = "netmapy-pipeline"
+    process = True
+
+    def start(self, lab):
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        for ln in lab.lines:
+            argv = [sys.executable, "-m", "middlebox.pipeline", ln.mbox_in, ln.mbox_out,
+                    "--netns", lab.ns("mbox"), "--backend", self.args.pipeline_backend,
+                    "--stages", "rx=1,filter=1,tx=1", "--cpus", str(self.args.mbox_cpu),
+                    "--interval", "0"]
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True, env=env)
+            self.procs.append(p)
+            wait_line(p, ": running", "netmapy-pipeline")
+
+
 class Testpmd(Middlebox):
     process = True
 
@@ -359,6 +390,7 @@ def registry(args):
         "testpmd-af_packet": lambda: Testpmd(args, "af_packet"),
         "testpmd-af_xdp": lambda: Testpmd(args, "af_xdp"),
         "python-mmap": lambda: PyMmapBridge(args),
+        "netmapy-pipeline": lambda: NetmapyPipeline(args),
         "custom": lambda: Custom(args),
     }
     avail = {
@@ -372,60 +404,176 @@ def registry(args):
     return mbs, avail
 
 
-def measure(args, mb, nlines):
-    """One run: lab with nlines, middlebox mb, trafgen on every line."""
-    from .lab import Lab
-    rate = None if args.rate is None else "%dpps" % args.rate.pps()
-    with Lab(lines=nlines, prefix=args.prefix, gro=False) as lab:
-        if args.sink == "drop":
-            attach_sink_drop(lab, args)
-        mb.setup(lab)
-        if args.sink == "drop" and isinstance(mb, NoMiddlebox):
-            attach_sink_drop(lab, args, devs=["e%d" % ln.index for ln in lab.lines])
+def cpu_ticks():
+    """Per CPU (busy ticks outside softirq, softirq ticks), /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                p = line.split()
+                v = [int(x) for x in p[1:8]]     # user nice system idle iowait irq softirq
+                out[int(p[0][3:])] = (v[0] + v[1] + v[2] + v[5], v[6])
+    return out
+
+
+class Session:
+    """One lab with `nlines` lines and middlebox `mb` running in it, for as
+    many trials as wanted: full-speed runs, paced zero-loss trials and an
+    idle reading all see the same middlebox process."""
+
+    def __init__(self, args, mb, nlines):
+        self.args, self.mb, self.nlines = args, mb, nlines
+
+    def __enter__(self):
+        from .lab import Lab
+        args, mb = self.args, self.mb
+        self.lab = Lab(lines=self.nlines, prefix=args.prefix, gro=False)
+        self.lab.__enter__()
         try:
+            lab = self.lab
+            if args.sink == "drop":
+                attach_sink_drop(lab, args)
+            mb.setup(lab)
+            if args.sink == "drop" and isinstance(mb, NoMiddlebox):
+                attach_sink_drop(lab, args, devs=["e%d" % ln.index for ln in lab.lines])
+            self.started = False
             mb.start(lab)
+            self.started = True
             time.sleep(0.3)
-            devs = []
+            self.devs = []
             for ln in lab.lines:
                 if isinstance(mb, NoMiddlebox):
                     out, into = mb.out_dev(ln)
-                    devs.append((ln.src_ns, out, ln.sink_ns, into))
+                    self.devs.append((ln, ln.src_ns, out, ln.sink_ns, into))
                 else:
-                    devs.append((ln.src_ns, ln.src_if, ln.sink_ns, ln.sink_if))
-            base = [(lab.counters(a, b)["tx_packets"], lab.counters(c, d)["rx_packets"])
-                    for a, b, c, d in devs]
-            cpu0 = mb.cpu_seconds()
-            gens = []
-            for ln, (sns, sdev, kns, kdev) in zip(lab.lines, devs):
-                gens.append(start_trafgen(lab, ln, sdev, args.seconds, rate, args.size,
-                                          args.gen_cpu))
-            t0 = time.monotonic()
-            for g in gens:
-                g.wait(timeout=args.seconds + 30)
-            time.sleep(0.5)                       # let the rings drain
-            cpu1 = mb.cpu_seconds()
-            res = []
-            for (sns, sdev, kns, kdev), (tx0, rx0) in zip(devs, base):
-                off = lab.counters(sns, sdev)["tx_packets"] - tx0
-                dlv = lab.counters(kns, kdev)["rx_packets"] - rx0
-                res.append(dict(offered=off, delivered=dlv,
-                                offered_mpps=off / args.seconds / 1e6,
-                                delivered_mpps=dlv / args.seconds / 1e6,
-                                delivered_gbps=dlv * (args.size + 24) * 8 / args.seconds / 1e9,
-                                loss=(off - dlv) / off if off else 0.0))
-            tot = sum(r["delivered"] for r in res)
-            cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-            return dict(middlebox=mb.name, lines=nlines, per_line=res,
-                        offered_mpps=sum(r["offered_mpps"] for r in res),
-                        delivered_mpps=sum(r["delivered_mpps"] for r in res),
-                        delivered_gbps=sum(r["delivered_gbps"] for r in res),
-                        loss=1 - tot / max(1, sum(r["offered"] for r in res)),
-                        cpu_ns_per_packet=None if cpu is None else 1e9 * cpu / max(1, tot))
-        finally:
+                    self.devs.append((ln, ln.src_ns, ln.src_if, ln.sink_ns, ln.sink_if))
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
             try:
-                mb.stop(lab)
+                self.mb.stop(self.lab)
             finally:
-                mb.teardown(lab)
+                self.mb.teardown(self.lab)
+        finally:
+            self.lab.__exit__(*exc)
+
+    def settle(self, quiet=0.3, limit=10.0):
+        """Wait until the sinks' counters stop moving (`quiet` seconds
+        without a packet, at most `limit`): a backlogged middlebox keeps
+        delivering after the generator stopped, and a trial must neither
+        miss those packets nor hand them to the next trial."""
+        last, still, end = None, 0.0, time.monotonic() + limit
+        while time.monotonic() < end:
+            now = [self.lab.counters(c, d)["rx_packets"] for ln, a, b, c, d in self.devs]
+            if now == last:
+                still += 0.1
+                if still >= quiet:
+                    return
+            else:
+                still = 0.0
+            last = now
+            time.sleep(0.1)
+
+    def idle_cpu(self, seconds=2.0):
+        """The middlebox's own CPU use with no traffic, in % of one CPU
+        (None for kernel middleboxes)."""
+        c0 = self.mb.cpu_seconds()
+        time.sleep(seconds)
+        c1 = self.mb.cpu_seconds()
+        return None if c0 is None or c1 is None else 100.0 * (c1 - c0) / seconds
+
+    def trial(self, rate=None, seconds=None):
+        """Offer `rate` pps per line (None: trafgen's full speed) for
+        `seconds`; what was offered and delivered, the loss and the CPU it
+        took (the middlebox's own process time, and the softirq time of
+        every CPU, per delivered packet)."""
+        args, lab, mb = self.args, self.lab, self.mb
+        seconds = seconds or args.seconds
+        rate_arg = None if rate is None else "%dpps" % max(1, int(rate))
+        base = [(lab.counters(a, b)["tx_packets"], lab.counters(c, d)["rx_packets"])
+                for ln, a, b, c, d in self.devs]
+        cpu0, t0 = mb.cpu_seconds(), cpu_ticks()
+        gens = [start_trafgen(lab, ln, sdev, seconds, rate_arg, args.size, args.gen_cpu)
+                for ln, sns, sdev, kns, kdev in self.devs]
+        for g in gens:
+            g.wait(timeout=seconds + 30)
+        self.settle()                         # what the middlebox holds arrives now
+        cpu1, t1 = mb.cpu_seconds(), cpu_ticks()
+        res = []
+        for (ln, sns, sdev, kns, kdev), (tx0, rx0) in zip(self.devs, base):
+            off = lab.counters(sns, sdev)["tx_packets"] - tx0
+            dlv = lab.counters(kns, kdev)["rx_packets"] - rx0
+            res.append(dict(offered=off, delivered=dlv, loss=(off - dlv) / off if off else 0.0))
+        off = sum(r["offered"] for r in res)
+        tot = sum(r["delivered"] for r in res)
+        hz = os.sysconf("SC_CLK_TCK")
+        soft = sum(t1[c][1] - t0[c][1] for c in t1) / hz
+        cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        return dict(per_line=res, offered=off, delivered=tot, sent=off, lost=max(0, off - tot),
+                    requested_pps=None if rate is None else rate * self.nlines,
+                    offered_pps=off / seconds, offered_mpps=off / seconds / 1e6,
+                    delivered_mpps=tot / seconds / 1e6,
+                    delivered_gbps=tot * (args.size + 24) * 8 / seconds / 1e9,
+                    loss=1 - tot / max(1, off),
+                    cpu_ns_per_packet=None if cpu is None else 1e9 * cpu / max(1, tot),
+                    softirq_ns_per_packet=1e9 * soft / max(1, tot))
+
+
+def measure(args, mb, nlines):
+    """One full-speed run in a lab of its own (tests and quick looks)."""
+    with Session(args, mb, nlines) as s:
+        r = s.trial()
+    r.update(middlebox=mb.name, lines=nlines)
+    return r
+
+
+def characterise(args, mb, nlines):
+    """Everything netmapy-bench reports for one middlebox and line count:
+    idle CPU, `repeat` full-speed runs (median), and the zero-loss
+    throughput found by paced trials (median of `search_repeat` searches),
+    with every trial kept for the delivered-vs-offered curve."""
+    from .zeroloss import search
+    with Session(args, mb, nlines) as s:
+        idle = s.idle_cpu()
+        full = []
+        fixed = args.rate.pps() if args.rate is not None else None
+        for r in range(args.repeat):
+            t = s.trial(fixed)
+            log("        %s: offered %.3f, delivered %.3f Mpps, loss %.3f%%%s, softirq "
+                "%.0f ns/packet" % ("full speed" if fixed is None else "fixed rate",
+                                    t["offered_mpps"], t["delivered_mpps"], 100 * t["loss"],
+                                    "" if t["cpu_ns_per_packet"] is None else
+                                    ", %.0f ns CPU/packet" % t["cpu_ns_per_packet"],
+                                    t["softirq_ns_per_packet"]))
+            full.append(t)
+        full.sort(key=lambda x: x["delivered_mpps"])
+        med = dict(full[len(full) // 2])
+        zl, trials = [], []
+        if args.search:
+            ceiling = max(t["offered_pps"] for t in full) / nlines
+            for k in range(args.search_repeat):
+                best, ts = search(
+                    lambda rate: s.trial(rate, args.trial_seconds), ceiling,
+                    resolution=args.resolution, max_trials=args.trials,
+                    tolerance=args.tolerance / 100.0,
+                    report=lambda t: log("        paced %.3f Mpps/line: delivered %.3f Mpps, "
+                                         "loss %.4f%%" % (t["requested_pps"] / nlines / 1e6,
+                                                           t["delivered_mpps"], 100 * t["loss"])))
+                zl.append(best)
+                trials += ts
+            zl.sort()
+            log("        zero-loss throughput: %.3f Mpps" % (zl[len(zl) // 2] / 1e6))
+    med.update(middlebox=mb.name, lines=nlines, size=args.size, idle_cpu_pct=idle,
+               runs=[dict(delivered_mpps=x["delivered_mpps"], loss=x["loss"]) for x in full],
+               zero_loss_mpps=(zl[len(zl) // 2] / 1e6) if zl else None,
+               zero_loss_runs=[z / 1e6 for z in zl],
+               curve=[dict(offered_mpps=t["offered_mpps"], delivered_mpps=t["delivered_mpps"],
+                           loss=t["loss"]) for t in trials + full])
+    return med
 
 
 _DROP_OBJ = []
@@ -496,14 +644,25 @@ def _lines(ctx, param, value):
     return counts
 
 
+def _f(v, fmt):
+    return "-" if v is None else fmt % v
+
+
 def table(results):
-    lines = ["%-18s %5s %12s %14s %10s %8s %12s" % ("middlebox", "lines", "offered Mpps",
-                                                    "delivered Mpps", "Gbit/s", "loss", "CPU ns/pkt")]
+    head = "%-18s %5s %10s %9s %9s %8s %8s %9s %8s %7s" % (
+        "middlebox", "lines", "zero-loss", "full", "loss", "xbridge", "xtestpmd", "CPU ns/p",
+        "softirq", "idle%")
+    lines = [head, "%-18s %5s %10s %9s %9s %8s %8s %9s %8s %7s" % (
+        "", "", "Mpps", "Mpps", "", "(0-loss)", "(0-loss)", "(process)", "ns/p", "")]
     for r in results:
-        cpu = "-" if r.get("cpu_ns_per_packet") is None else "%.0f" % r["cpu_ns_per_packet"]
-        lines.append("%-18s %5d %12.3f %14.3f %10.3f %7.2f%% %12s" % (
-            r["middlebox"], r["lines"], r["offered_mpps"], r["delivered_mpps"], r["delivered_gbps"],
-            100 * r["loss"], cpu))
+        lines.append("%-18s %5d %10s %9.3f %8.3f%% %8s %8s %9s %8s %7s" % (
+            r["middlebox"], r["lines"], _f(r.get("zero_loss_mpps"), "%.3f"), r["delivered_mpps"],
+            100 * r["loss"], _f(r.get("zero_loss_vs_bridge"), "%.2fx"),
+            _f(r.get("zero_loss_vs_testpmd"), "%.2fx"), _f(r.get("cpu_ns_per_packet"), "%.0f"),
+            _f(r.get("softirq_ns_per_packet"), "%.0f"), _f(r.get("idle_cpu_pct"), "%.1f")))
+    ceil = {r["lines"]: r["delivered_mpps"] for r in results if r["middlebox"] == "none"}
+    for n, c in sorted(ceil.items()):
+        lines.append("ceiling (trafgen straight into the sink), %d line(s): %.3f Mpps" % (n, c))
     return "\n".join(lines)
 
 
@@ -511,29 +670,42 @@ def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    counts = sorted({r["lines"] for r in results})
+    fig, axes = plt.subplots(1, len(counts) + 1, figsize=(6 * (len(counts) + 1), 4.8))
     names = []
     for r in results:
         if r["middlebox"] not in names:
             names.append(r["middlebox"])
-    for n in names:
-        rs = sorted((r for r in results if r["middlebox"] == n), key=lambda r: r["lines"])
-        xs = [r["lines"] for r in rs]
-        ax1.plot(xs, [r["delivered_mpps"] for r in rs], marker="o", label=n)
-        ax2.plot(xs, [100 * r["loss"] for r in rs], marker="o", label=n)
-    ax1.set_xlabel("veth lines")
-    ax1.set_ylabel("delivered Mpps (all lines)")
-    ax1.set_title("Delivered rate")
-    ax2.set_xlabel("veth lines")
-    ax2.set_ylabel("loss (%)")
-    ax2.set_title("Loss")
-    for ax in (ax1, ax2):
-        ax.set_xticks(sorted({r["lines"] for r in results}))
+    for ax, n in zip(axes, counts):
+        top = 0
+        for name in names:
+            rs = [r for r in results if r["middlebox"] == name and r["lines"] == n]
+            if not rs:
+                continue
+            pts = sorted((c["offered_mpps"], c["delivered_mpps"]) for c in rs[0]["curve"])
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=name)
+                top = max(top, max(p[0] for p in pts))
+        ax.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="no loss")
+        ax.set_xlabel("offered Mpps (all lines)")
+        ax.set_ylabel("delivered Mpps")
+        ax.set_title("delivered vs offered, %d line(s)" % n)
         ax.grid(True, alpha=0.3)
-    handles, labels = ax1.get_legend_handles_labels()
+    ax = axes[-1]
+    width = 0.8 / max(1, len(counts))
+    for i, n in enumerate(counts):
+        ys = [next((r.get("zero_loss_mpps") or 0 for r in results
+                    if r["middlebox"] == name and r["lines"] == n), 0) for name in names]
+        ax.bar([j + i * width for j in range(len(names))], ys, width, label="%d line(s)" % n)
+    ax.set_xticks([j + width * (len(counts) - 1) / 2 for j in range(len(names))])
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("zero-loss Mpps")
+    ax.set_title("zero-loss throughput")
+    ax.legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8)
     fig.suptitle("src -> middlebox -> sink on veth, %d-byte frames" % results[0].get("size", 60))
-    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
     fig.savefig(path, dpi=100, metadata={"Title": "netmapy-bench",
                                          "Description": "series: " + ", ".join(names)})
     plt.close(fig)
@@ -541,22 +713,31 @@ def plot(results, path):
 
 def markdown(results, args, png):
     out = ["# netmapy-bench report", "",
-           "%s; %d-byte frames; %s per line offered by trafgen on CPU %d; middlebox on CPU %d; "
-           "sink: %s; %g s per run, median of %d run(s)." % (
-               time.strftime("%Y-%m-%d %H:%M"), args.size,
-               "full speed" if args.rate is None else args.rate, args.gen_cpu,
-               args.mbox_cpu, "XDP drop" if args.sink == "drop" else "the IP stack",
-               args.seconds, args.repeat), "",
-           "| middlebox | lines | offered Mpps | delivered Mpps | Gbit/s | loss | CPU ns/packet |",
-           "|---|---|---|---|---|---|---|"]
+           "%s; %d-byte frames; trafgen on CPU %d; middlebox on CPU %d; sink: %s; full-speed "
+           "runs of %g s; zero-loss search over paced trials of %g s (loss <= %g %%); median of "
+           "%d round(s), the middleboxes interleaved." % (
+               time.strftime("%Y-%m-%d %H:%M"), args.size, args.gen_cpu, args.mbox_cpu,
+               "XDP drop" if args.sink == "drop" else "the IP stack", args.seconds,
+               args.trial_seconds, args.tolerance, args.rounds), ""]
+    ceil = {r["lines"]: r["delivered_mpps"] for r in results if r["middlebox"] == "none"}
+    for n, c in sorted(ceil.items()):
+        out.append("The hour's ceiling (trafgen straight into the sink), %d line(s): **%.3f "
+                   "Mpps**." % (n, c))
+    out += ["", "| middlebox | lines | zero-loss Mpps | x Linux bridge | x best testpmd | "
+                "full-speed delivered Mpps | loss | CPU ns/packet (process) | softirq ns/packet "
+                "| idle CPU % |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        cpu = "-" if r.get("cpu_ns_per_packet") is None else "%.0f" % r["cpu_ns_per_packet"]
-        out.append("| %s | %d | %.3f | %.3f | %.3f | %.2f %% | %s |" % (
-            r["middlebox"], r["lines"], r["offered_mpps"], r["delivered_mpps"],
-            r["delivered_gbps"], 100 * r["loss"], cpu))
-    out += ["", "![delivered rate and loss](%s)" % os.path.basename(png), "",
-            "CPU time is the middlebox processes' own (user + system); kernel middleboxes run in "
-            "the sender's softirq and have none of their own to report."]
+        out.append("| %s | %d | %s | %s | %s | %.3f | %.3f %% | %s | %s | %s |" % (
+            r["middlebox"], r["lines"], _f(r.get("zero_loss_mpps"), "%.3f"),
+            _f(r.get("zero_loss_vs_bridge"), "%.2f"), _f(r.get("zero_loss_vs_testpmd"), "%.2f"),
+            r["delivered_mpps"], 100 * r["loss"], _f(r.get("cpu_ns_per_packet"), "%.0f"),
+            _f(r.get("softirq_ns_per_packet"), "%.0f"), _f(r.get("idle_cpu_pct"), "%.1f")))
+    out += ["", "![delivered vs offered, zero-loss throughput](%s)" % os.path.basename(png), "",
+            "CPU ns/packet: the middlebox processes' own time (user + system) per delivered "
+            "packet. softirq ns/packet: the softirq time of every CPU during the run per delivered "
+            "packet, which includes the generator's transmit and the sink's receive: compare it "
+            "with the `none` row (the same work without a middlebox); kernel middleboxes (bridge, "
+            "mirred, XDP redirect) do all their work there, in the sender's softirq."]
     return "\n".join(out) + "\n"
 
 
@@ -567,12 +748,27 @@ _CPU = cli.IntRange(0, (os.cpu_count() or 1) - 1)
              cli.completion_help("netmapy-bench"))
 @click.option("-m", "--middlebox", type=click.Choice(MIDDLEBOXES), multiple=True,
               help="middlebox to run (repeatable; default: all available)")
-@click.option("--lines", default="1,2", show_default=True, callback=_lines, metavar="N,N...",
+@click.option("--lines", default="1", show_default=True, callback=_lines, metavar="N,N...",
               help="line counts to run, e.g. 1,2,4")
-@click.option("--seconds", type=cli.SECONDS, default=5.0, show_default=True,
-              help="traffic per run")
-@click.option("--repeat", type=cli.IntRange(min=1), default=1,
-              help="runs per point; the median is kept")
+@click.option("--seconds", type=cli.SECONDS, default=10.0, show_default=True,
+              help="length of each full-speed run")
+@click.option("--repeat", type=cli.IntRange(min=1), default=1, show_default=True,
+              help="full-speed runs per round")
+@click.option("--rounds", type=cli.IntRange(min=1), default=3, show_default=True,
+              help="rounds over every middlebox (interleaved); medians are reported")
+@click.option("--search/--no-search", default=True, show_default=True,
+              help="search each middlebox's zero-loss throughput with paced trials")
+@click.option("--search-repeat", type=cli.IntRange(min=1), default=1, show_default=True,
+              help="searches per round")
+@click.option("--trial-seconds", type=cli.SECONDS, default=10.0, show_default=True,
+              help="length of each paced trial")
+@click.option("--trials", type=cli.IntRange(min=1), default=7, show_default=True,
+              help="most paced trials per search")
+@click.option("--resolution", type=float, default=0.03, show_default=True,
+              help="a search ends when the rates it brackets are closer than this share of "
+                   "the full-speed rate")
+@click.option("--tolerance", type=float, default=0.001, show_default=True,
+              help="loss (in %) a trial may have and still count as lossless")
 @click.option("--rate", default="0", callback=_rate, metavar="RATE",
               help="offered packets per second per line, e.g. 500k (0: trafgen's full speed)")
 @click.option("--size", type=cli.IntRange(60, 1514), default=60, show_default=True,
@@ -584,6 +780,8 @@ _CPU = cli.IntRange(0, (os.cpu_count() or 1) - 1)
 @click.option("--custom-wait", type=cli.SECONDS, default=1.0, help="seconds to let it start")
 @click.option("--python-backend", type=click.Choice(["packet", "xdp"]), default="packet",
               show_default=True, help="backend of netmapy-python")
+@click.option("--pipeline-backend", type=click.Choice(["packet", "xdp"]), default="packet",
+              show_default=True, help="backend of netmapy-pipeline's RX and TX")
 @click.option("--sink", type=click.Choice(["drop", "stack"]), default="drop", show_default=True,
               help="drop: the sink counts and drops with XDP; stack: the sink's IP stack "
                    "handles every frame (whoever transmits into the sink pays for it)")
@@ -624,28 +822,21 @@ def run(args):
         else:
             log("netmapy-bench: skipping %s: %s" % (m, why))
     os.makedirs(args.out, exist_ok=True)
-    results = []
-    total = len(todo) * len(line_counts) * args.repeat
+    # rounds: every middlebox once per round, so that the machine's drift
+    # over the run spreads over all of them; the median of the rounds is kept
+    per = {}
+    total = len(todo) * len(line_counts) * args.rounds
     k = 0
-    for m in todo:
-        for n in line_counts:
-            runs = []
-            for r in range(args.repeat):
+    for rnd in range(args.rounds):
+        for m in todo:
+            for n in line_counts:
                 k += 1
-                log("[%d/%d] %s, %d line(s), run %d ..." % (k, total, m, n, r + 1))
-                res = measure(args, mbs[m](), n)
-                log("        delivered %.3f Mpps, loss %.2f%%%s" % (
-                    res["delivered_mpps"], 100 * res["loss"],
-                    "" if res["cpu_ns_per_packet"] is None else
-                    ", %.0f ns CPU/packet" % res["cpu_ns_per_packet"]))
-                runs.append(res)
-            runs.sort(key=lambda x: x["delivered_mpps"])
-            med = dict(runs[len(runs) // 2])
-            med["size"] = args.size
-            med["runs"] = [dict(delivered_mpps=x["delivered_mpps"], loss=x["loss"]) for x in runs]
-            results.append(med)
-    if not results:
+                log("[%d/%d] %s, %d line(s), round %d ..." % (k, total, m, n, rnd + 1))
+                per.setdefault((m, n), []).append(characterise(args, mbs[m](), n))
+    if not per:
         raise cli.CliError("no middlebox could run")
+    results = [aggregate(rs) for rs in per.values()]
+    add_ratios(results)
     jpath = os.path.join(args.out, "results.json")
     with open(jpath, "w") as f:
         json.dump(results, f, indent=1)
@@ -656,6 +847,44 @@ def run(args):
     print(json.dumps(results) if args.json else table(results))
     log("netmapy-bench: wrote %s, %s and %s" % (jpath, png, os.path.join(args.out, "report.md")))
     return 0
+
+
+def _median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def aggregate(rounds):
+    """One middlebox and line count over its rounds: medians, and every
+    round's figures kept."""
+    out = dict(rounds[0])
+    for key in ("offered_mpps", "delivered_mpps", "delivered_gbps", "loss", "cpu_ns_per_packet",
+                "softirq_ns_per_packet", "idle_cpu_pct", "zero_loss_mpps"):
+        out[key] = _median([r.get(key) for r in rounds])
+    out["runs"] = [x for r in rounds for x in r["runs"]]
+    out["zero_loss_runs"] = [x for r in rounds for x in r["zero_loss_runs"]]
+    out["curve"] = [x for r in rounds for x in r["curve"]]
+    out["rounds"] = len(rounds)
+    return out
+
+
+def add_ratios(results):
+    """Each result's zero-loss throughput and full-speed delivery as
+    ratios of the references measured in the same invocation: the Linux
+    bridge, the better dpdk-testpmd PMD, and the ceiling (none)."""
+    def ref(names, n, key):
+        vals = [r[key] for r in results if r["middlebox"] in names and r["lines"] == n
+                and r.get(key)]
+        return max(vals) if vals else None
+    for r in results:
+        n = r["lines"]
+        for label, names in (("bridge", ("linux-bridge",)),
+                             ("testpmd", ("testpmd-af_packet", "testpmd-af_xdp")),
+                             ("ceiling", ("none",))):
+            for key in ("zero_loss_mpps", "delivered_mpps"):
+                base = ref(names, n, key)
+                r["%s_vs_%s" % (key.split("_mpps")[0], label)] = \
+                    (r[key] / base) if base and r.get(key) is not None else None
 
 
 def main(argv=None):
