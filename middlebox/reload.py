@@ -45,6 +45,10 @@ PREPARE_TIMEOUT = 60.0
 COMMIT_TIMEOUT = 30.0
 
 
+#: the worker's answer to each request
+REPLY = {"prepare": "prepared", "commit": "committed", "abort": "aborted"}
+
+
 class ReloadRefused(NetmapyError):
     """A reload that is not applied (the message says why and what to do);
     the filters in force stay."""
@@ -103,7 +107,7 @@ class Agent:
                 return
             with self.lock:
                 if self.closed:
-                    reply = (msg[0] + "d", self.w, msg[1], "the worker is stopping")
+                    reply = (REPLY.get(msg[0], msg[0]), self.w, msg[1], "the worker is stopping")
                 else:
                     reply = self._handle(msg)
             try:
@@ -127,11 +131,11 @@ class Agent:
             if op == "abort":
                 self._drop_prepared()
                 return ("aborted", self.w, gen, None)
-            return (op + "d", self.w, gen, "unknown request %r" % op)
+            return (REPLY.get(op, op), self.w, gen, "unknown request %r" % op)
         except Exception as e:           # reported to the supervisor, which refuses
             if op == "prepare":
                 self._drop_prepared()
-            return (op + "d", self.w, gen, one_line(e))
+            return (REPLY.get(op, op), self.w, gen, one_line(e))
 
     def _commit(self, gen):
         if self.prepared is None or self.prepared[0] != gen:

@@ -687,3 +687,35 @@ def test_status_reads_the_running_instance(pair, tmp_path):
     assert text.returncode == 0 and "top sources" in text.stdout and \
         "deny udp to port 9" in text.stdout, text.stdout + text.stderr
     assert summary["dropped"] > 0
+
+
+@needs_root
+def test_reload_refused_when_a_worker_cannot_build_it(pair, tmp_path):
+    """Rules in the kernel (required: rules-in kernel) and a new rule file
+    with more rule shapes than the in-kernel program takes: the worker
+    cannot prepare it, so no worker switches -- the reload is refused and
+    the old program still decides (in the kernel)."""
+    v = pair
+    rules = tmp_path / "k.rules"
+    rules.write_text("deny udp to port 9\ndefault allow\n")
+    p = start("middlebox.offload", [v.if_b, "0", "--netns", v.ns_b, "--rules", str(rules),
+                                    "--rules-in", "kernel", "--json", "-T", "0"])
+    big = []
+    for plen in range(8, 33):
+        for proto in ("", "udp "):
+            for port in ("", " to any port 80"):
+                big += ["deny %sfrom %d.0.0.0/%d%s" % (proto, 11 + i, plen, port)
+                        for i in range(5)]
+    frames = [frame_prefix(v, v.ip_a, 9, 64) + struct.pack("!I", i) for i in range(20)]
+    try:
+        rules.write_text("\n".join(big) + "\ndeny udp to port 10\n")
+        ok, msg = sighup_reload(p.pid)
+        assert not ok and "refused: worker 0:" in msg and "rule shapes" in msg, msg
+        with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
+            assert tx.send(frames) == 20
+        time.sleep(0.5)
+    finally:
+        summary, _, err = stop(p)
+    assert summary["dropped"] == 20 and summary["generation"] == 0
+    assert [r["text"] for r in summary["rules"]] == ["deny udp to port 9", "default allow"]
+    assert summary["rules"][0]["packets"] == 20
