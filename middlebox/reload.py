@@ -209,10 +209,11 @@ class Coordinator:
                 pending[c] = w
             except (OSError, ValueError) as e:
                 got[w] = "the worker cannot be reached (%s)" % one_line(e)
+        from netmapy import stop
         end = time.monotonic() + timeout
         while pending:
             left = end - time.monotonic()
-            if left <= 0:
+            if left <= 0 or stop.requested():       # out of time, or stopping
                 break
             for c in mpc.wait(list(pending), min(left, 0.2)):
                 w = pending[c]
@@ -226,7 +227,7 @@ class Coordinator:
                     got[w] = r[3]
                     del pending[c]
         for c, w in pending.items():
-            got[w] = "no answer within %d s" % timeout
+            got[w] = "stopping" if stop.requested() else "no answer within %d s" % timeout
         return got
 
     def reload(self):

@@ -431,11 +431,11 @@ class Supervisor:
             return True
         if all(self.stats.block(w)[st.W_STATE] == 1 for w in range(len(self.specs))):
             self.announced = True
+            self._write_state()             # before saying so: --reload finds it then
             print("%s: running, %d worker(s)" % (self.prog, len(self.specs)),
                   file=sys.stderr, flush=True)
             if self.notifier is not None:
                 self.notifier.ready("running, %d worker(s)" % len(self.specs))
-            self._write_state()
         return self.announced
 
     # ------------------------------------------------------------ service
@@ -522,6 +522,7 @@ class Supervisor:
                 service.remove_stale_state(self.prog)
                 self.state = service.StateFile(self.prog)
                 self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+                self._write_state()         # starting: a reload waits until it runs
             self.errors = mp.get_context("spawn").Queue()
             if self.prometheus:
                 if isinstance(self.prometheus, str):
