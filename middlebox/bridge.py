@@ -257,11 +257,11 @@ def run(args, cfg=None, out=sys.stdout):
     if args.json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
-        print("netmapy-bridge: %s->%s forwarded %d, dropped %d, failed %d; %s->%s forwarded %d, "
-              "dropped %d, failed %d; %d restart(s)" % (
+        print("netmapy-bridge: %s->%s forwarded %d, dropped %d, failed %d, lost in the kernel %d; "
+              "%s->%s forwarded %d, dropped %d, failed %d, lost in the kernel %d; %d restart(s)" % (
                   if_a, if_b or "host", d[0]["fwd"], d[0]["drop"], d[0]["failed"],
-                  if_b or "host", if_a, d[1]["fwd"], d[1]["drop"], d[1]["failed"],
-                  tot["restarts"]), file=sys.stderr)
+                  d[0]["kernel_drops"], if_b or "host", if_a, d[1]["fwd"], d[1]["drop"],
+                  d[1]["failed"], d[1]["kernel_drops"], tot["restarts"]), file=sys.stderr)
     return summary
 
 

@@ -17,6 +17,7 @@ cdef enum:
     DIR1 = 16
     W_SAMPLED = 24
     W_FAILED = 25         # + direction: forwarded, then refused by the TX sync
+    W_KDROPS = 27         # + direction: dropped by the kernel before the RX rings (socket ring full)
     BLOCK_WORDS = 32
 
     # per direction, at DIR0 + X / DIR1 + X; rx = fwd + drop + errors + failed

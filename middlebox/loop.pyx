@@ -31,7 +31,7 @@ from netmapy.stop import install_handlers as install_signal_handlers
 # the block layout, for tests that compare it with middlebox/stats.py
 LAYOUT = dict(W_PID=W_PID, W_RESTARTS=W_RESTARTS, W_HEARTBEAT=W_HEARTBEAT, W_STATE=W_STATE,
               W_QUEUE=W_QUEUE, W_CPU=W_CPU, DIR0=DIR0, DIR1=DIR1, W_SAMPLED=W_SAMPLED,
-              W_FAILED=W_FAILED, BLOCK_WORDS=BLOCK_WORDS,
+              W_FAILED=W_FAILED, W_KDROPS=W_KDROPS, BLOCK_WORDS=BLOCK_WORDS,
               FIELDS=(RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS))
 
 cdef inline uint64_t _now_ns() noexcept nogil:
@@ -61,6 +61,16 @@ cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now
         n = filter_move(f, src.rxr[i], dst.txr[t], swap, now, c, sample, sampled, smax)
         total += n
     return total
+
+
+cdef enum:
+    KDROPS_NS = 100000000   # the ports' kernel drop counters read every 100 ms
+
+
+cdef inline void _kdrops(Port p, uint64_t *slot, uint64_t base) noexcept nogil:
+    """What the kernel dropped before p's RX rings (a restarted worker adds
+    to what the block already held: base)."""
+    slot[0] = base + p.b_rx_drops()
 
 
 cdef inline int _sync_counted(Port p, uint32_t ring, uint64_t *c, uint64_t *failed) noexcept nogil:
@@ -98,7 +108,8 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
     cdef netmap_ring *sa = sample_a.txr[0] if sample_a is not None else NULL
     cdef netmap_ring *sb = sample_b.txr[0] if sample_b is not None else NULL
     cdef int rc = 0, ev_a, ev_b, which = 0, last = 0
-    cdef uint64_t now, deadline = 0, unsampled = 0
+    cdef uint64_t now, deadline = 0, unsampled = 0, kread = 0
+    cdef uint64_t kbase_a = cv[W_KDROPS], kbase_b = cv[W_KDROPS + 1]
     # hot reload: the filters are read through sw at every batch boundary
     cdef FilterSwap sw = fswap if fswap is not None else FilterSwap([f_ab, f_ba])
     if cv.shape[0] < BLOCK_WORDS:
@@ -145,6 +156,10 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
                 sample_a.c_txsync(0)
             if sb != NULL:
                 sample_b.c_txsync(0)
+            if last or now >= kread:
+                _kdrops(a, c + W_KDROPS, kbase_a)
+                _kdrops(b, c + W_KDROPS + 1, kbase_b)
+                kread = now + KDROPS_NS
             c[W_HEARTBEAT] = now
             if last:
                 break
@@ -175,7 +190,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cdef netmap_ring *tx = dst.txr[dst_ring]
     cdef int rc = 0, which = 0, last = 0
     cdef uint32_t n
-    cdef uint64_t now, deadline = 0
+    cdef uint64_t now, deadline = 0, kread = 0, kbase = cv[W_KDROPS]
     # hot reload: the filter and the kernel's rule program are read through
     # sw at every batch boundary, which also folds the program's counters
     cdef FilterSwap sw = fswap if fswap is not None else FilterSwap([f], kernel)
@@ -208,6 +223,9 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
                 break
             if s != NULL:
                 sample.c_txsync(0)
+            if last or now >= kread:
+                _kdrops(src, &cv[W_KDROPS], kbase)
+                kread = now + KDROPS_NS
             cv[W_HEARTBEAT] = now
             if last:
                 break

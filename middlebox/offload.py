@@ -280,6 +280,7 @@ def run(args, cfg=None, out=sys.stdout):
     d = tot["directions"][0]
     summary = dict(ifname=args.ifname, queues=args.queues, rx=d["rx"], reinjected=d["fwd"],
                    reinject_failed=d["failed"], dropped=d["drop"],
+                   kernel_drops=d["kernel_drops"],
                    ratelimited=d["ratelimited"], errors=d["errors"],
                    rules=tot["rules"], restarts=tot["restarts"],
                    reloads=tot.get("reloads", 0), generation=tot.get("generation", 0))
@@ -289,9 +290,9 @@ def run(args, cfg=None, out=sys.stdout):
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
         print("nm-offload: received %d, reinjected %d, reinjection failed %d, dropped %d "
-              "(%d rate-limited), %d restart(s)" % (
+              "(%d rate-limited); lost in the kernel before the workers %d; %d restart(s)" % (
                   d["rx"], d["fwd"], d["failed"], d["drop"], d["ratelimited"],
-                  tot["restarts"]), file=sys.stderr)
+                  d["kernel_drops"], tot["restarts"]), file=sys.stderr)
     return summary
 
 

@@ -52,8 +52,9 @@ DIR_BASE = (8, 16)                  # direction 0 and 1
 RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS = range(8)
 W_SAMPLED = 24
 W_FAILED = (25, 26)                 # failed, per direction
+W_KDROPS = (27, 28)                 # kernel_drops, per direction (the input port's)
 FIELDS = ("rx", "rx_bytes", "fwd", "fwd_bytes", "drop", "drop_bytes", "ratelimited", "errors")
-ALL_FIELDS = FIELDS + ("failed",)   # what snapshot() gives per direction
+ALL_FIELDS = FIELDS + ("failed", "kernel_drops")   # what snapshot() gives per direction
 STATE_NAMES = {0: "starting", 1: "running", 2: "stopping", 3: "stopped", 4: "dead"}
 
 
@@ -162,6 +163,7 @@ class Stats:
             for di, base in enumerate(DIR_BASE):
                 dd = {f: blk[base + i] for i, f in enumerate(FIELDS)}
                 dd["failed"] = blk[W_FAILED[di]]
+                dd["kernel_drops"] = blk[W_KDROPS[di]]
                 d["dirs"].append(dd)
             rules = []
             for di in range(2):

@@ -176,21 +176,21 @@ def rate_rows(prev, snap, dt, dir_names):
                              fwd_bps=8 * (c["fwd_bytes"] - o["fwd_bytes"]) / dt,
                              rx=c["rx"], fwd=c["fwd"], drop=c["drop"],
                              ratelimited=c["ratelimited"], errors=c["errors"],
-                             failed=c["failed"]))
+                             failed=c["failed"], kernel_drops=c["kernel_drops"]))
     return rows
 
 
 def table_lines(prog, rows, dir_names, rules=None, generation=None):
     """The live table: a line per worker and direction, then the rules."""
     lines = ["%s  %s" % (prog, time.strftime("%H:%M:%S")),
-             "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %8s %3s" % (
+             "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %8s %9s %3s" % (
                  "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
-                 "Mbit/s", "forwarded", "dropped", "failed", "rst")]
+                 "Mbit/s", "forwarded", "dropped", "failed", "lost-in-k", "rst")]
     for r in rows:
-        lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %8d %3d" % (
+        lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %8d %9d %3d" % (
             r["worker"], r["queue"], r["cpu"], dir_names[r["worker"]][r["dir"]][:6],
             r["state"], r["rx_pps"], r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6,
-            r["fwd"], r["drop"], r["failed"], r["restarts"]))
+            r["fwd"], r["drop"], r["failed"], r["kernel_drops"], r["restarts"]))
     if rules:
         lines.append("rules (packets decided / rate-limited)%s:" % (
             ", generation %d" % generation if generation is not None else ""))

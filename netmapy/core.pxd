@@ -87,6 +87,7 @@ cdef class Port:
     cdef int b_wait(self, int events, int timeout_ms) noexcept nogil
     cdef int b_pollfds(self, int events, pollfd *fds) noexcept nogil
     cdef void b_woke(self) noexcept nogil
+    cdef uint64_t b_rx_drops(self) noexcept nogil
 
     # -- the C API --
     cdef int c_txsync(self, uint32_t i) noexcept nogil

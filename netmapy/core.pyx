@@ -360,6 +360,12 @@ cdef class Port:
         """Called after a poll() on our fds returned (drain doorbells)."""
         pass
 
+    cdef uint64_t b_rx_drops(self) noexcept nogil:
+        """Received frames the kernel dropped before they reached our RX
+        rings (a full socket ring, no free buffer), so far: what no RX
+        counter of ours can see.  0 where the backend cannot lose any."""
+        return 0
+
     cdef int b_wait(self, int events, int timeout_ms) noexcept nogil:
         """Sleep until something may have changed (or timeout_ms elapsed);
         0 on wakeup or timeout, -1 on error."""

@@ -135,7 +135,8 @@ def test_filters_drop_and_count(lab, tmp_path):
     nbytes = lambda fs: sum(len(f) for f in fs)
     assert summary["a_to_b"] == dict(
         rx=100, rx_bytes=nbytes(sent), fwd=43, fwd_bytes=nbytes(passed), drop=57,
-        drop_bytes=nbytes(sent) - nbytes(passed), ratelimited=7, errors=0, failed=0)
+        drop_bytes=nbytes(sent) - nbytes(passed), ratelimited=7, errors=0, failed=0,
+        kernel_drops=0)
     by_rule = {r["text"]: (r["packets"], r["ratelimited"]) for r in summary["rules"]}
     assert by_rule["deny to port 7"] == (30, 0)
     assert by_rule["ratelimit 1pps burst 3 udp from 10.0.0.9"] == (7, 7)   # the ones it decided

@@ -456,3 +456,37 @@ def test_a_packet_that_cannot_be_reinjected_is_counted_as_failed(pair, tmp_path)
     assert summary["reinjected"] >= 11, summary
     assert summary["rx"] == 23 + summary["reinjected"] - 11, summary
     assert summary["rx"] == summary["reinjected"] + summary["dropped"] + summary["reinject_failed"]
+
+
+def test_packets_the_kernel_drops_before_the_worker_are_counted(pair, tmp_path):
+    """A worker that cannot keep up (here: stopped with SIGSTOP) makes the
+    kernel drop what no longer fits its socket's rings; those packets are
+    counted (kernel_drops), so that what was sent is exactly what the
+    worker saw plus what the kernel dropped."""
+    import psutil
+    v = pair
+    rules = tmp_path / "r.rules"
+    rules.write_text("deny udp to port 9\ndefault allow\n")
+    p = start(v, "--rules", str(rules), "--rules-in", "user")
+    n = 20000
+    try:
+        workers = [k for k in psutil.Process(p.pid).children()
+                   if "spawn_main" in " ".join(k.cmdline())]
+        assert len(workers) == 1, [k.cmdline() for k in psutil.Process(p.pid).children()]
+        worker = workers[0]
+        frames = [udp_frame(v.mac_a, v.mac_b, v.ip_a, v.ip_b, 1000 + i % 1000, 9, b"x" * 20)
+                  for i in range(1000)]
+        worker.suspend()
+        try:
+            with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
+                for k in range(n // 1000):
+                    assert tx.send(frames) == 1000
+            time.sleep(0.3)
+        finally:
+            worker.resume()
+        time.sleep(1.0)
+    finally:
+        summary, err = stop(p)
+    assert summary["kernel_drops"] > 0, summary
+    assert summary["rx"] + summary["kernel_drops"] == n, summary
+    assert summary["dropped"] == summary["rx"]

@@ -576,6 +576,6 @@ def test_counter_layout_declared_alike():
         W_PID=stats.W_PID, W_RESTARTS=stats.W_RESTARTS, W_HEARTBEAT=stats.W_HEARTBEAT,
         W_STATE=stats.W_STATE, W_QUEUE=stats.W_QUEUE, W_CPU=stats.W_CPU,
         DIR0=stats.DIR_BASE[0], DIR1=stats.DIR_BASE[1], W_SAMPLED=stats.W_SAMPLED,
-        W_FAILED=stats.W_FAILED[0], BLOCK_WORDS=stats.BLOCK_WORDS,
+        W_FAILED=stats.W_FAILED[0], W_KDROPS=stats.W_KDROPS[0], BLOCK_WORDS=stats.BLOCK_WORDS,
         FIELDS=(stats.RX, stats.RX_BYTES, stats.FWD, stats.FWD_BYTES, stats.DROP,
                 stats.DROP_BYTES, stats.LIMITED, stats.ERRORS))

@@ -31,3 +31,4 @@ cdef class PacketPort(Port):
     cdef readonly str ifname
     cdef readonly int queue
     cdef uint64_t kernel_drops, kernel_packets
+    cdef void _read_stats(self) noexcept nogil

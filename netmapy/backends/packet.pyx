@@ -29,6 +29,14 @@ from netmapy.includes.system cimport (
     mmap, munmap, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_LOCKED,
     poll, pollfd, POLLIN, POLLOUT, errno, gettimeofday, timeval)
 from netmapy.core import open_or_undo
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+
+cdef enum:
+    C_SOL_PACKET = 263
+    C_PACKET_STATISTICS = 6
 from netmapy.core cimport Port
 
 import errno as _errno
@@ -267,16 +275,27 @@ cdef class PacketPort(Port):
             n += 1
         return n
 
+    cdef void _read_stats(self) noexcept nogil:
+        """Fold PACKET_STATISTICS (which the kernel resets on every read)
+        into our totals."""
+        cdef unsigned int st[3]
+        cdef socklen_t ln = sizeof(st)
+        if self.rxfd < 0:
+            return
+        if getsockopt(self.rxfd, C_SOL_PACKET, C_PACKET_STATISTICS, st, &ln) == 0:
+            self.kernel_packets += st[0]
+            self.kernel_drops += st[1]
+
+    cdef uint64_t b_rx_drops(self) noexcept nogil:
+        self._read_stats()
+        return self.kernel_drops
+
     def stats(self):
         """Counters: packets/bytes through the rings, frames the kernel
         dropped because the RX ring was full (rx_kernel_drops), frames cut
         to the buffer size, frames the kernel refused to send."""
         self._check_open()
-        if self.rxsock is not None:
-            raw = self.rxsock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
-            pk, dr, _ = struct.unpack("III", raw)
-            self.kernel_packets += pk
-            self.kernel_drops += dr
+        self._read_stats()
         return dict(rx_packets=self.rx.packets, rx_bytes=self.rx.bytes,
                     rx_kernel_packets=self.kernel_packets,
                     rx_kernel_drops=self.kernel_drops, rx_truncated=self.rx.truncated,

@@ -1420,6 +1420,17 @@ cdef class XdpPort(Port):
         fds[0].revents = 0
         return 1
 
+    cdef uint64_t b_rx_drops(self) noexcept nogil:
+        """The kernel's drops on our sockets: RX ring full, or no free
+        frame in the fill ring (XDP_STATISTICS rx_ring_full + rx_dropped)."""
+        cdef xdp_statistics st
+        cdef uint32_t i
+        cdef uint64_t n = 0
+        for i in range(self.nsocks):
+            if self.socks[i].fd >= 0 and nx_statistics(&self.socks[i], &st) == 0:
+                n += st.rx_dropped + st.rx_ring_full
+        return n
+
     # ------------------------------------------------------- Python API
     cdef void _move_host(self, uint32_t to) noexcept:
         """Move the host TX ring (after the NIC TX rings) to index to."""
