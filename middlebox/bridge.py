@@ -27,6 +27,47 @@ from .supervisor import Supervisor, numa_cpus
 from .worker import build_filter
 
 
+def add_netmask_arg(g):
+    """--netmask, for every command that compiles tcpdump expressions."""
+    g.add_argument("--netmask", metavar="MASK",
+                   help="IPv4 netmask for expressions that need one (ip broadcast), e.g. "
+                        "255.255.255.0 or 24 (default: the IPv4 netmask of the interface "
+                        "the packets arrive on, when it has an address)")
+
+
+def netmask_for(args, port):
+    """The netmask for expressions run on packets received from `port` (an
+    interface or a port name): --netmask when given (checked here), else
+    the IPv4 netmask of the interface behind it, read in --netns; None when
+    there is none (pipes, capture files, an interface without an address)."""
+    from netmapy import cbpf, iface, netns as nsmod
+    from netmapy.names import parse_name
+    if getattr(args, "netmask", None) is not None:
+        try:
+            cbpf.parse_netmask(args.netmask)
+        except cbpf.CbpfError as e:
+            raise cli.CliError("--netmask: %s" % e) from None
+        return args.netmask
+    if not port:
+        return None
+    ifname = port
+    if ":" in port:
+        try:
+            name = parse_name(port)
+        except ValueError:
+            return None
+        if name.backend not in ("netmap", "xdp", "packet"):
+            return None
+        ifname = name.ifname
+    else:
+        ifname = port.rstrip("^*")
+    try:
+        with nsmod.netns(getattr(args, "netns", None)):
+            return iface.ipv4_netmask(ifname)
+    except (netmapy.NetmapyError, OSError):
+        return None             # opening the port reports a missing interface
+
+
 def add_filter_args(p):
     g = p.add_argument_group("filters (all run in C; a packet passes when every stage lets it)")
     g.add_argument("--rules", metavar="FILE", action="append", default=[],
@@ -39,6 +80,7 @@ def add_filter_args(p):
     g.add_argument("--bpf", metavar="FILE", action="append", default=[],
                    help="classic BPF (tcpdump -ddd text, or bpftools' comma form) whose "
                         "matches are dropped")
+    add_netmask_arg(g)
     g.add_argument("--python", metavar="MODULE:FUNC",
                    help="a Python function deciding per packet: FUNC(memoryview) -> True to "
                         "forward, False to drop (it may rewrite the packet in place); "
@@ -58,9 +100,10 @@ def add_stats_args(p):
                    help="serve Prometheus text metrics at http://HOST:PORT/metrics")
 
 
-def filter_specs(args):
+def filter_specs(args, netmasks=(None,)):
     """The filter stages from the command line, validated (compiled once
-    here so a bad expression is one error line before any worker starts)."""
+    here, with each netmask the workers will use, so a bad expression is
+    one error line before any worker starts)."""
     specs = []
     from middlebox import rules as _rules
     for path in args.rules:
@@ -77,7 +120,8 @@ def filter_specs(args):
                 specs.append(("bpf", f.read(), True, path))
         except OSError as e:
             raise cli.CliError("%s: cannot read the BPF file: %s" % (path, e.strerror))
-    f = build_filter(specs)
+    for nm in dict.fromkeys(netmasks):
+        f = build_filter(specs, netmask=nm)
     return specs, f.names, f.descriptions
 
 
@@ -160,7 +204,8 @@ def plan(args):
 
 
 def run(args, out=sys.stdout):
-    filters, names, descs = filter_specs(args)
+    netmasks = [netmask_for(args, args.if_a), netmask_for(args, args.if_b or args.if_a)]
+    filters, names, descs = filter_specs(args, netmasks)
     specs = plan(args)
     if args.python:
         from .worker import load_function
@@ -169,6 +214,7 @@ def run(args, out=sys.stdout):
             raise cli.CliError("--python replaces the compiled filters: use one or the other")
     for w, s in enumerate(specs):
         s["filters"] = filters
+        s["netmasks"] = netmasks
         s["python"] = args.python
         if args.sample_drops:
             s["sample"] = "%s.w%d.pcap" % (args.sample_drops, w)

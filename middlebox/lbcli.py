@@ -21,6 +21,7 @@ import time
 
 import netmapy
 from netmapy import cli
+from .bridge import add_netmask_arg, netmask_for
 
 
 def build_parser():
@@ -38,6 +39,7 @@ def build_parser():
     p.add_argument("--priority", metavar="EXPR",
                    help="tcpdump expression of a latency-sensitive class: its packets go to "
                         "the priority pipes G{1000+k}")
+    add_netmask_arg(p)
     p.add_argument("--slots", type=int, default=None, help="pipe ring size")
     p.add_argument("--netns", help="open the input port inside this network namespace")
     p.add_argument("--seconds", type=float, default=0, help="stop after SECONDS")
@@ -68,7 +70,7 @@ def run(args, out=sys.stdout):
         raise cli.CliError("--extra-bufs must be >= 0")
     prio = None
     if args.priority:
-        prio = Filter().add_expression(args.priority)
+        prio = Filter().add_expression(args.priority, netmask=netmask_for(args, args.input))
         prio.attach_counters()
     kw = {"slots": args.slots} if args.slots else {}
     opened = []

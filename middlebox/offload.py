@@ -28,7 +28,7 @@ import sys
 
 import netmapy
 from netmapy import cli, iface, netns as nsmod
-from .bridge import add_filter_args, add_stats_args, filter_specs
+from .bridge import add_filter_args, add_stats_args, filter_specs, netmask_for
 from .supervisor import Supervisor, numa_cpus
 
 
@@ -133,6 +133,8 @@ def plan(args):
         kw = {"host": True}
         if args.steer:
             kw["steer"] = args.steer
+            if args.netmask is not None:
+                kw["netmask"] = args.netmask
         specs.append(dict(kind="offload", queue=q, cpu=cpus[k % len(cpus)],
                           ports=["%s:%s~%d" % (args.backend, args.ifname, q)],
                           netns=args.netns, open_kw=kw, tx_ring="host",
@@ -141,11 +143,15 @@ def plan(args):
 
 
 def run(args, out=sys.stdout):
-    filters, names, descs = filter_specs(args)
+    netmask = netmask_for(args, args.ifname)
+    filters, names, descs = filter_specs(args, [netmask])
     specs = plan(args)
     if args.steer:
-        from netmapy.xdpprog import compile_filter
-        compile_filter(args.steer)             # a bad expression is one line, now
+        from netmapy.xdpprog import compile_filter, steer_program
+        # a bad expression is one line, now
+        steer_program(compile_filter(args.steer, netmask=netmask,
+                                     netmask_from=args.ifname if netmask is None else None),
+                      source=repr(args.steer))
     nicplan = NicPlan(args)
     if args.dry_run:
         nicplan.setup()
@@ -158,6 +164,7 @@ def run(args, out=sys.stdout):
         return dict(dry_run=True, commands=list(nicplan.done))
     for w, s in enumerate(specs):
         s["filters"] = filters
+        s["netmasks"] = [netmask]
         if args.sample_drops:
             s["sample"] = "%s.w%d.pcap" % (args.sample_drops, w)
             s["sample_max"] = args.sample_max

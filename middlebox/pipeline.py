@@ -41,7 +41,8 @@ from .supervisor import Supervisor
 class Pipeline:
     def __init__(self, input, output=None, workers=2, filters=(), work=None, loop=False,
                  priority=None, lossy=False, extra_bufs=4096, netns=None, cpus=None,
-                 name=None, slots=None, budget=64, rule_names=(), rule_descriptions=()):
+                 name=None, slots=None, budget=64, rule_names=(), rule_descriptions=(),
+                 netmask=None):
         if workers < 1 or workers > 64:
             raise ValueError("workers must be 1..64")
         self.input, self.output = input, output
@@ -55,6 +56,7 @@ class Pipeline:
         self.slots = slots
         self.budget = budget
         self.rule_names, self.rule_descriptions = list(rule_names), list(rule_descriptions)
+        self.netmask = netmask        # for expressions that need one (ip broadcast)
 
     def pipe(self, end, k):
         return "pipe:%s%s%d" % (self.name, end, k)
@@ -68,6 +70,7 @@ class Pipeline:
             lb_ports += [self.pipe("{", 1000 + k) for k in range(n)]
         specs = [dict(kind="lb", queue=0, cpu=cpu(0), ports=lb_ports, netns=self.netns,
                       open_kw={}, pipe_kw=kw, nworkers=n, priority=self.priority,
+                      netmask=self.netmask,
                       lossy=self.lossy, extra_bufs=self.extra_bufs,
                       dir_names=("in>pipes", "-"))]
         for k in range(n):
@@ -76,6 +79,7 @@ class Pipeline:
                 ports.append(self.pipe("}", 1000 + k))
             specs.append(dict(kind="stage", queue=k, cpu=cpu(k + 1), ports=ports,
                               open_kw={}, pipe_kw=kw, filters=self.filters, python=self.work,
+                              netmasks=[self.netmask, self.netmask],
                               loop=self.loop, budget=self.budget,
                               dir_names=("bulk", "priority")))
         if self.output:
@@ -144,20 +148,21 @@ def build_parser():
 
 
 def run(args, out=sys.stdout):
-    from .bridge import filter_specs
+    from .bridge import filter_specs, netmask_for
     n = parse_stages(args.stages)
-    filters, names, descs = filter_specs(args)
+    netmask = netmask_for(args, args.input)
+    filters, names, descs = filter_specs(args, [netmask])
     if args.work:
         from .worker import load_function
         load_function(args.work)
     if args.priority:
         from middlebox.filter import Filter
-        Filter().add_expression(args.priority)
+        Filter().add_expression(args.priority, netmask=netmask)
     cpus = [int(x) for x in args.cpus.split(",")] if args.cpus else None
     pl = Pipeline(args.input, args.output, workers=n, filters=filters, work=args.work,
                   priority=args.priority, lossy=args.lossy, extra_bufs=args.extra_bufs,
                   netns=args.netns, cpus=cpus, budget=args.budget, rule_names=names,
-                  rule_descriptions=descs)
+                  rule_descriptions=descs, netmask=netmask)
     tot = pl.run(seconds=args.seconds, interval=args.interval, out=out,
                  stats_json=args.stats_json, prometheus=args.prometheus)
     w = tot["workers"]

@@ -13,9 +13,10 @@ import traceback
 PR_SET_PDEATHSIG = 1
 
 
-def build_filter(filters, source_tag=""):
+def build_filter(filters, source_tag="", netmask=None):
     """A middlebox.filter.Filter from a list of stage specs:
-    ("rules", text, source), ("expr", expression, drop), ("bpf", text, drop, name)."""
+    ("rules", text, source), ("expr", expression, drop), ("bpf", text, drop, name);
+    expressions are compiled with `netmask` (for those that need one)."""
     from middlebox.filter import Filter
     from middlebox import rules
     f = Filter()
@@ -24,7 +25,7 @@ def build_filter(filters, source_tag=""):
         if kind == "rules":
             f.add_rules(rules.parse(st[1], st[2]))
         elif kind == "expr":
-            f.add_expression(st[1], drop=st[2])
+            f.add_expression(st[1], drop=st[2], netmask=netmask)
         elif kind == "bpf":
             f.add_bpf(st[1], drop=st[2], name=st[3])
         else:
@@ -93,8 +94,9 @@ def main(spec, errors=None):
             os.sched_setaffinity(0, {spec["cpu"]})
         import netmapy
         filters = []
+        netmasks = spec.get("netmasks") or (None, None)
         for d in range(2 if spec["kind"] == "bridge" else 1):
-            f = build_filter(spec.get("filters", []))
+            f = build_filter(spec.get("filters", []), netmask=netmasks[d])
             hits, limited = stats.rule_counters(w, d)
             if f.num_counters:
                 f.attach_counters(hits, limited)
@@ -119,7 +121,7 @@ def main(spec, errors=None):
             prio = None
             pp = None
             if spec.get("priority"):
-                prio = Filter().add_expression(spec["priority"])
+                prio = Filter().add_expression(spec["priority"], netmask=spec.get("netmask"))
                 prio.attach_counters()
                 pp = [("w", ports[1 + n:1 + 2 * n])]
             b = lb.Balancer(src, [("w", outs)], extra_bufs=spec.get("extra_bufs", 4096),
