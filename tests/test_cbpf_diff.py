@@ -54,12 +54,15 @@ def _xdp_ok():
     return None
 
 
-@needs_bpf
-@settings(max_examples=max(1, PAIRS // (POOL_SAMPLE + GEN_FRAMES)), deadline=None,
+EXAMPLES = max(1, PAIRS // (POOL_SAMPLE + GEN_FRAMES))
+BATCH = 500                 # hypothesis remembers every example of a run: run in batches
+
+
+@settings(max_examples=min(EXAMPLES, BATCH), deadline=None,
           suppress_health_check=list(HealthCheck), database=None)
 @given(prog=programs(), gen=st.lists(frames_st, min_size=GEN_FRAMES, max_size=GEN_FRAMES),
        pick=st.randoms(use_true_random=False))
-def test_random_programs_agree_with_libpcap(prog, gen, pick):
+def _random_batch(prog, gen, pick):
     paths = Paths(prog)
     try:
         for f in gen + pick.sample(POOL, POOL_SAMPLE):
@@ -69,6 +72,14 @@ def test_random_programs_agree_with_libpcap(prog, gen, pick):
             counts["match"] += v is True
     finally:
         paths.close()
+
+
+@needs_bpf
+def test_random_programs_agree_with_libpcap():
+    for b in range(max(1, EXAMPLES // BATCH)):
+        _random_batch()
+        if LONG:
+            print("batch %d: %d pairs" % (b, counts["pairs"]), flush=True)
 
 
 @st.composite
