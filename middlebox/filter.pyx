@@ -287,16 +287,17 @@ cdef class Filter:
             rs.linear[i] = linear[i]
         return 0
 
-    def add_bpf(self, program, bint drop=False, str name=None, loop_limit=None):
+    def add_bpf(self, program, bint drop=False, str name=None, loop_limit=None, source=None):
         """Add classic BPF: a list of (code, jt, jf, k) or `tcpdump -ddd`
         text.  drop=True: matching packets are dropped; else only matching
         packets pass.  A program with backward jumps (libpcap's `protochain`)
         runs in netmapy's interpreter, which allows loop_limit backward jumps
         per packet (default netmapy.cbpf.LOOP_LIMIT) and ends the program
-        with 0 at the next; the others in libpcap's own."""
+        with 0 at the next; the others in libpcap's own.  Errors name the
+        program as `source` (default: the stage name)."""
         cdef int s = self._stage()
         cdef uint32_t i
-        src = name or ("bpf%d" % s)
+        src = source or name or ("bpf%d" % s)
         if loop_limit is None:
             loop_limit = _cbpf.LOOP_LIMIT
         if not 0 <= loop_limit <= _cbpf.MAX_LOOP_LIMIT:
@@ -331,7 +332,8 @@ cdef class Filter:
         """Add a tcpdump expression (compiled with libpcap).  netmask: the
         IPv4 netmask of the packets' network, for expressions that need one
         (`ip broadcast`): "255.255.255.0", "/24" or 24; None: not known."""
-        self.add_bpf(compile_expression(expr, netmask=netmask), drop, expr, loop_limit)
+        self.add_bpf(compile_expression(expr, netmask=netmask), drop, expr, loop_limit,
+                     source=repr(expr))
         self.descriptions[len(self.descriptions) - 1] = "%s %r" % (
             "drop" if drop else "accept only", expr)
         return self
@@ -422,6 +424,37 @@ cdef class Filter:
 
     def check_many(self, frames, now_ns=None):
         return [self.check(f, now_ns) for f in frames]
+
+    def time_verdicts(self, frames, uint32_t rounds=1000):
+        """Run the verdict on every frame `rounds` times in a nogil C loop
+        (as the workers do, without the rings); returns (nanoseconds per
+        packet, packets passed in one round).  For benchmarks: counters
+        count these packets too."""
+        cdef list fl = [bytes(f) for f in frames]
+        cdef uint32_t n = len(fl), i, r
+        cdef uint64_t t0, t1, passed = 0
+        cdef bytes blob = b"".join(fl)
+        cdef const uint8_t *base = <const uint8_t *>blob
+        cdef uint32_t *offs = <uint32_t *>calloc(n + 1, sizeof(uint32_t))
+        if offs == NULL:
+            raise MemoryError()
+        if n == 0 or rounds == 0:
+            free(offs)
+            raise ValueError("time_verdicts needs frames and rounds >= 1")
+        if self.hits == NULL:
+            self.attach_counters()
+        try:
+            for i in range(n):
+                offs[i + 1] = offs[i] + len(fl[i])
+            with nogil:
+                t0 = _now_ns()
+                for r in range(rounds):
+                    for i in range(n):
+                        passed += self.verdict(base + offs[i], offs[i + 1] - offs[i], t0)
+                t1 = _now_ns()
+            return (t1 - t0) / (<double>n * rounds), passed // rounds
+        finally:
+            free(offs)
 
 
 cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,

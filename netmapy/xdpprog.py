@@ -28,11 +28,16 @@ filter program tail-calls it, and the filter redirects matching packets to
 redirect.  Adding or removing a queue, or changing its filter, is one map
 update: nothing is reattached and no other queue notices.
 
-Classic BPF semantics kept by ``translate``: A and X are 32-bit and start
-at 0; M[0..15] start at 0; a load past the end of the packet ends the
-filter with "no match"; division by X == 0 ends it with "no match"; a
-non-zero return value means "match" (the packet leaves the kernel), zero
-means "no match" (XDP_PASS).  The jumps compare 32-bit values (JMP32).
+Classic BPF semantics kept by ``translate``: those of libpcap's
+interpreter, instruction by instruction (see ``netmapy.cbpf``): A, X and
+M[0..15] are 32-bit and start at 0 (ALU32 and JMP32); a load that does not
+fit in the packet, at any offset (negative ones included), ends the filter
+with "no match", and so does a division or modulo by X == 0; a shift by
+X >= 32 gives 0; a non-zero return value means "match" (the packet leaves
+the kernel), zero means "no match" (XDP_PASS).  Backward jumps (libpcap's
+``protochain`` loops) take one of ``cbpf.LOOP_LIMIT`` turns each; the
+verifier accepts the loop without walking every turn (``may_goto`` and
+values it cannot predict at the loop head).
 """
 
 import struct
@@ -271,8 +276,13 @@ class Asm:
             if i in dest:
                 off = new_index[dest[i]] - (new_index[i] + 1)
                 if not -0x8000 <= off <= 0x7fff:
-                    raise BpfTranslateError("the program is too long: a jump of "
-                                            "%d instructions does not fit" % off)
+                    src = getattr(self, "source", None)
+                    raise BpfTranslateError(
+                        "%sthe XDP translation is too long (%d eBPF instructions): a jump "
+                        "of %d instructions does not fit in an eBPF jump (at most 32767): "
+                        "shorten the expression (a rule file indexes long lists of "
+                        "hosts and ports) or filter in a middlebox Filter"
+                        % ("%s: " % src if src else "", k, off))
                 ins[3] = off
             out.append(ins)
         return b"".join(struct.pack("<BBhi", c, (s << 4) | d, o, imm)

@@ -396,3 +396,46 @@ class Paths:
                 "Filter %r, XDP verdict %r, XDP value %r" % (
                     self.source or "a program", listing(self.insns), len(f), f.hex(), ref, own,
                     filt, xdp, xval))
+
+
+# ------------------------------------------------------------- expressions
+_N = st.sampled_from([0, 1, 6, 17, 53, 80, 443, 1000, 65535])
+_BYTE = st.integers(0, 60)
+_PRIMS = [
+    st.sampled_from(["udp", "tcp", "icmp", "icmp6", "ip", "ip6", "arp", "vlan", "mpls", "sctp",
+                     "ether broadcast", "ether multicast", "ip multicast", "ip6 multicast",
+                     "tcp[tcpflags] & tcp-syn != 0", "icmp[icmptype] = icmp-echo",
+                     "ip6[40] = 44", "pppoes", "ip[6:2] & 0x1fff != 0"]),
+    st.builds("vlan {}".format, st.sampled_from([0, 10, 20, 4095])),
+    st.builds("{} port {}".format, st.sampled_from(["", "src", "dst", "tcp", "udp dst"]), _N),
+    st.builds("portrange {}-{}".format, st.sampled_from([0, 20, 53]), st.sampled_from([25, 80, 2000])),
+    st.builds("{} host {}".format, st.sampled_from(["", "src", "dst", "ip"]), st.sampled_from(ADDRS4)),
+    st.builds("ip6 {} host {}".format, st.sampled_from(["src", "dst"]), st.sampled_from(ADDRS6)),
+    st.builds("net {}/{}".format, st.sampled_from(["10.0.0.0", "192.168.0.0", "224.0.0.0"]),
+              st.sampled_from([4, 8, 16, 24, 32])),
+    st.builds("{}protochain {}".format, st.sampled_from(["", "ip ", "ip6 "]),
+              st.sampled_from([6, 17, 51, 44, 58, 59, 0, 60])),
+    st.builds("ip proto {}".format, st.sampled_from([1, 6, 17, 47, 51, 132])),
+    st.builds("{} {}".format, st.sampled_from(["len >", "len <=", "greater", "less"]),
+              st.sampled_from([0, 14, 60, 64, 100, 1500])),
+    st.builds("{}[{}] {} {}".format, st.sampled_from(["ip", "ether", "udp", "tcp", "ip6", "icmp"]),
+              _BYTE, st.sampled_from(["=", "!=", ">", "<", ">=", "<="]), st.integers(0, 255)),
+    st.builds("{}[{}:{}] & {} = {}".format, st.sampled_from(["ip", "ether", "udp", "tcp"]), _BYTE,
+              st.sampled_from([1, 2, 4]), st.sampled_from([0xff, 0xf0f0, 0x1fff, 0xffffffff]),
+              st.integers(0, 255)),
+    st.builds("{}[{}] {} ({}[{}] {} {}) {} {}".format, st.sampled_from(["ip", "ether", "udp"]),
+              _BYTE, st.sampled_from([">>", "<<", "/", "%", "*", "+", "-", "&", "|", "^"]),
+              st.sampled_from(["ip", "ether"]), _BYTE, st.sampled_from(["+", "-", "&"]),
+              st.sampled_from([0, 1, 6, 17, 31, 32, 33, 64]),
+              st.sampled_from(["=", "!=", ">"]), st.sampled_from([0, 1, 3, 255])),
+    st.builds("{}[{}[{}] & {}] = {}".format, st.sampled_from(["ip", "ether", "udp"]),
+              st.sampled_from(["ip", "ether"]), _BYTE, st.sampled_from([0x7, 0xf, 0x3f]),
+              st.integers(0, 255)),
+]
+primitives = st.one_of(_PRIMS)
+expressions = st.recursive(
+    primitives,
+    lambda sub: st.one_of(
+        st.builds("({}) and ({})".format, sub, sub), st.builds("({}) or ({})".format, sub, sub),
+        st.builds("not ({})".format, sub)),
+    max_leaves=5)

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from netmapy import cbpf, xdpprog
 from middlebox.filter import Filter, FilterError, Interpreter
 
-from cbpf_gen import Paths, frame_pool, frames_st, programs, listing, frame
+from cbpf_gen import Paths, expressions, frame_pool, frames_st, programs, frame
 from conftest import IS_ROOT
 
 PAIRS = int(os.environ.get("NETMAPY_DIFF_PAIRS", "20000"))
@@ -163,6 +163,28 @@ def test_tcpdump_corpus_agrees_with_libpcap(expr, netmask):
     # the corpus is only worth something if its frames exercise both verdicts
     # (a few expressions select nothing in these frames)
     assert False in verdicts
+
+
+@needs_bpf
+@settings(max_examples=2000 if LONG else 150, deadline=None,
+          suppress_health_check=list(HealthCheck), database=None)
+@given(expr=expressions, gen=st.lists(frames_st, min_size=8, max_size=8),
+       pick=st.randoms(use_true_random=False))
+def test_random_expressions_agree_with_libpcap(expr, gen, pick):
+    """Expressions built from tcpdump's primitives (protochain, vlan, byte
+    arithmetic with shifts and divisions by packet bytes, ...): whatever
+    libpcap compiles, both paths take (no refusal) and agree on."""
+    try:
+        insns = cbpf.compile_expression(expr, netmask="255.255.255.0")
+    except cbpf.CbpfError:
+        return                                # libpcap refuses it (e.g. "division by zero")
+    paths = Paths(insns, source=repr(expr))
+    try:
+        for f in gen + pick.sample(POOL, 24):
+            paths.check(f)
+            counts["expr_pairs"] = counts.get("expr_pairs", 0) + 1
+    finally:
+        paths.close()
 
 
 @needs_bpf
