@@ -2,7 +2,7 @@
 pinned worker process per queue pair.
 
     netmapy-bridge eth6 eth7                       # best backend, all queues
-    netmapy-bridge a0 b0 --netns mbox --backend packet --seconds 10
+    netmapy-bridge nb-mi0 nb-mo0 --netns mbox --backend packet --seconds 10
     netmapy-bridge eth6 eth7 --rules scrub.rules --drop 'udp port 19'
     netmapy-bridge eth6                            # NIC <-> host stack of eth6
 
@@ -11,154 +11,70 @@ Worker q owns queue q of both interfaces and forwards in both directions
 when the two ports share buffer memory.  Filters (rule files, tcpdump
 expressions, classic BPF) run in C per batch.  Counters per worker,
 direction and rule are sampled from shared memory every --interval seconds:
-a live table on a terminal, JSON lines with --stats-json, a Prometheus
+a live table on a terminal, JSON lines with --json, a Prometheus
 endpoint with --prometheus HOST:PORT.  SIGINT/SIGTERM stop the workers,
 which forward what they hold before exiting.
 """
 
-import argparse
 import json
 import os
 import sys
 
+import click
+
 import netmapy
 from netmapy import cli
+from netmapy.names import PortName
+from .jobs import BridgeJob, PortSpec
+from .options import filter_options, filter_specs, netmask_for
 from .supervisor import Supervisor, numa_cpus
-from .worker import build_filter
+
+EPILOG = """\
+examples:
+  netmapy-bridge eth6 eth7
+  netmapy-bridge nb-mi0 nb-mo0 --netns mbox --backend packet --seconds 10
+  netmapy-bridge eth6 eth7 --rules scrub.rules --drop 'udp port 19'
+  netmapy-bridge eth6        (NIC <-> host stack; needs host rings)
+  netmapy-bridge xdp:eth6-0 xdp:eth7-0     (port names: exactly those rings)
+
+""" + cli.completion_help("netmapy-bridge")
 
 
-def add_netmask_arg(g):
-    """--netmask, for every command that compiles tcpdump expressions."""
-    g.add_argument("--netmask", metavar="MASK",
-                   help="IPv4 netmask for expressions that need one (ip broadcast), e.g. "
-                        "255.255.255.0 or 24 (default: the IPv4 netmask of the interface "
-                        "the packets arrive on, when it has an address)")
+@cli.command("netmapy-bridge", epilog=EPILOG)
+@click.argument("if_a", metavar="IF_A", type=cli.PORT_OR_IFACE)
+@click.argument("if_b", metavar="[IF_B]", type=cli.PORT_OR_IFACE, required=False)
+@cli.backend_option()
+@click.option("--queues", type=cli.IntRange(min=0), default=0, metavar="N",
+              help="queue pairs, one worker each (default: the interfaces' RX queue count, "
+                   "at most the CPUs)")
+@cli.cpus_option()
+@cli.netns_option()
+@cli.seconds_option()
+@click.option("--no-promisc", "promisc", is_flag=True, flag_value=False, default=True,
+              help="do not put the interfaces in promiscuous mode")
+@click.option("--keep-offloads", is_flag=True,
+              help="leave GRO/LRO on (by default they are turned off while bridging, since "
+                   "merged super-frames cannot be forwarded as received, and restored on "
+                   "exit -- also by the next start after a crash)")
+@filter_options
+@cli.output_options(prometheus=True)
+@cli.common_options
+@cli.pass_args
+def command(args):
+    """Forward every packet between two interfaces, both ways, through
+    pinned per-queue netmapy workers.
+
+    IF_A and IF_B are Linux interface names as they are (eth6, nb-mi0,
+    br-1a2b3c: anything the kernel accepts), or full port names (xdp:eth6-0)
+    for exactly those rings.  Omit IF_B to bridge IF_A's NIC and its host
+    stack.
+    """
+    run(args)
 
 
-def netmask_for(args, port):
-    """The netmask for expressions run on packets received from `port` (an
-    interface or a port name): --netmask when given (checked here), else
-    the IPv4 netmask of the interface behind it, read in --netns; None when
-    there is none (pipes, capture files, an interface without an address)."""
-    from netmapy import cbpf, iface, netns as nsmod
-    from netmapy.names import parse_name
-    if getattr(args, "netmask", None) is not None:
-        try:
-            cbpf.parse_netmask(args.netmask)
-        except cbpf.CbpfError as e:
-            raise cli.CliError("--netmask: %s" % e) from None
-        return args.netmask
-    if not port:
-        return None
-    ifname = port
-    if ":" in port:
-        try:
-            name = parse_name(port)
-        except ValueError:
-            return None
-        if name.backend not in ("netmap", "xdp", "packet"):
-            return None
-        ifname = name.ifname
-    else:
-        ifname = port.rstrip("^*")
-    try:
-        with nsmod.netns(getattr(args, "netns", None)):
-            return iface.ipv4_netmask(ifname)
-    except (netmapy.NetmapyError, OSError):
-        return None             # opening the port reports a missing interface
-
-
-def add_filter_args(p):
-    g = p.add_argument_group("filters (all run in C; a packet passes when every stage lets it)")
-    g.add_argument("--rules", metavar="FILE", action="append", default=[],
-                   help="rule file: allow/deny by prefix, protocol, port; per-source rate "
-                        "limits (see middlebox/rules.py)")
-    g.add_argument("--filter", metavar="EXPR", action="append", default=[],
-                   help="tcpdump expression packets must match to pass")
-    g.add_argument("--drop", metavar="EXPR", action="append", default=[],
-                   help="tcpdump expression whose matches are dropped")
-    g.add_argument("--bpf", metavar="FILE", action="append", default=[],
-                   help="classic BPF (tcpdump -ddd text, or bpftools' comma form) whose "
-                        "matches are dropped")
-    add_netmask_arg(g)
-    g.add_argument("--python", metavar="MODULE:FUNC",
-                   help="a Python function deciding per packet: FUNC(memoryview) -> True to "
-                        "forward, False to drop (it may rewrite the packet in place); "
-                        "MODULE may be a file.py")
-    g.add_argument("--sample-drops", metavar="PREFIX",
-                   help="write dropped packets to PREFIX.wN.pcap (one file per worker)")
-    g.add_argument("--sample-max", type=int, default=10000,
-                   help="at most this many sampled packets per worker (default %(default)s)")
-
-
-def add_stats_args(p):
-    g = p.add_argument_group("counters")
-    g.add_argument("--interval", type=float, default=1.0,
-                   help="seconds between counter reports (0: none)")
-    g.add_argument("--stats-json", action="store_true", help="counters as JSON lines")
-    g.add_argument("--prometheus", metavar="[HOST:]PORT",
-                   help="serve Prometheus text metrics at http://HOST:PORT/metrics")
-
-
-def filter_specs(args, netmasks=(None,)):
-    """The filter stages from the command line, validated (compiled once
-    here, with each netmask the workers will use, so a bad expression is
-    one error line before any worker starts)."""
-    specs = []
-    from middlebox import rules as _rules
-    for path in args.rules:
-        rs = _rules.load(path)
-        with open(path) as f:
-            specs.append(("rules", f.read(), path))
-    for expr in args.filter:
-        specs.append(("expr", expr, False))
-    for expr in args.drop:
-        specs.append(("expr", expr, True))
-    for path in args.bpf:
-        try:
-            with open(path) as f:
-                specs.append(("bpf", f.read(), True, path))
-        except OSError as e:
-            raise cli.CliError("%s: cannot read the BPF file: %s" % (path, e.strerror))
-    for nm in dict.fromkeys(netmasks):
-        f = build_filter(specs, netmask=nm)
-    return specs, f.names, f.descriptions
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="netmapy-bridge",
-        description="Forward every packet between two interfaces, both ways, through "
-                    "pinned per-queue netmapy workers.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  netmapy-bridge eth6 eth7\n"
-               "  netmapy-bridge a0 b0 --netns mbox --backend packet --seconds 10\n"
-               "  netmapy-bridge eth6 eth7 --rules scrub.rules --drop 'udp port 19'\n"
-               "  netmapy-bridge eth6        (NIC <-> host stack; needs host rings)\n")
-    p.add_argument("if_a", metavar="IF_A", help="first interface (or a full port name)")
-    p.add_argument("if_b", metavar="IF_B", nargs="?",
-                   help="second interface; omit it to bridge IF_A's NIC and host stack")
-    p.add_argument("--backend", default="netmap",
-                   help="netmap (the best available: netmap, else xdp, else packet), xdp or "
-                        "packet (default: %(default)s)")
-    p.add_argument("--queues", type=int, default=0,
-                   help="queue pairs, one worker each (default: the interfaces' RX queue "
-                        "count, at most the CPUs)")
-    p.add_argument("--cpus", help="CPUs for the workers, e.g. 2,3 (default: NUMA-local first)")
-    p.add_argument("--netns", help="the interfaces are in this network namespace")
-    p.add_argument("--seconds", type=float, default=0,
-                   help="stop after SECONDS (default: until Ctrl-C or SIGTERM)")
-    p.add_argument("--no-promisc", dest="promisc", action="store_false",
-                   help="do not put the interfaces in promiscuous mode")
-    p.add_argument("--keep-offloads", action="store_true",
-                   help="leave GRO/LRO on (by default they are turned off while bridging, "
-                        "since merged super-frames cannot be forwarded as received, and "
-                        "restored on exit -- also by the next start after a crash)")
-    add_filter_args(p)
-    add_stats_args(p)
-    cli.add_common(p)
-    return p
+def _ifname(v):
+    """The interface of a PORT|IFACE value (a str, or a PortName's ifname)."""
+    return v if isinstance(v, str) else v.ifname
 
 
 def _queues(args, names):
@@ -166,14 +82,12 @@ def _queues(args, names):
     counts = []
     with nsmod.netns(args.netns):
         for n in names:
-            ifname = n.split(":", 1)[1] if ":" in n else n
-            ifname = ifname.rstrip("^*")
-            counts.append(iface.require(ifname).num_rx_queues)
+            counts.append(iface.require(_ifname(n)).num_rx_queues)
     return counts
 
 
 def plan(args):
-    """The worker specs for the command line."""
+    """The jobs (one BridgeJob per queue pair) for the command line."""
     a, b = args.if_a, args.if_b
     host = b is None
     backend = args.backend
@@ -182,29 +96,32 @@ def plan(args):
     if nq < 1 or nq > min(counts):
         raise cli.CliError("--queues %d: the interfaces have %s RX queues" % (
             nq, " and ".join(map(str, counts))))
-    if args.cpus:
-        cpus = [int(x) for x in args.cpus.split(",")]
-        bad = [c for c in cpus if c not in os.sched_getaffinity(0)]
-        if bad:
-            raise cli.CliError("--cpus: CPU %d is not available to this process" % bad[0])
-    else:
-        cpus = numa_cpus(a.split(":", 1)[-1])
-    specs = []
+    cpus = args.cpus or numa_cpus(_ifname(a))
+    name_a, name_b = _ifname(a), _ifname(b) if b is not None else "host"
+    jobs = []
+    opts = {"promisc": True} if args.promisc else {}
     for q in range(nq):
         if nq == 1:
-            pa = a if ":" in a else "%s:%s" % (backend, a)
-            pb = (pa + "^") if host else (b if ":" in b else "%s:%s" % (backend, b))
+            pa = cli.port_for(a, backend)
+            pb = PortName.interface(pa.ifname, pa.backend, host=True) if host else \
+                cli.port_for(b, backend)
         else:
-            pa = "%s:%s-%d" % (backend, a, q)
-            pb = ("%s:%s^%d" % (backend, a, q)) if host else "%s:%s-%d" % (backend, b, q)
-        specs.append(dict(kind="bridge", queue=q, cpu=cpus[q % len(cpus)], ports=[pa, pb],
-                          netns=args.netns, open_kw={"promisc": True} if args.promisc else {},
-                          dir_names=("%s>%s" % (a, b or "host"), "%s>%s" % (b or "host", a))))
-    return specs
+            for v in (a, b):
+                if v is not None and not isinstance(v, str):
+                    raise cli.CliError("%s: with %d queue pairs give interface names (each "
+                                       "worker opens its own queue), or --queues 1" % (v, nq))
+            pa = cli.port_for(a, backend, queue=q)
+            pb = cli.port_for(a if host else b, backend, queue=q, host=host)
+        jobs.append(BridgeJob(
+            ports=[PortSpec(pa, args.netns, dict(opts)), PortSpec(pb, args.netns, dict(opts))],
+            queue=q, cpu=cpus[q % len(cpus)],
+            dir_names=("%s>%s" % (name_a, name_b), "%s>%s" % (name_b, name_a))))
+    return jobs
 
 
 def run(args, out=sys.stdout):
-    netmasks = [netmask_for(args, args.if_a), netmask_for(args, args.if_b or args.if_a)]
+    # each direction's expressions get the netmask of the interface it receives on
+    netmasks = (netmask_for(args, args.if_a), netmask_for(args, args.if_b or args.if_a))
     filters, names, descs = filter_specs(args, netmasks)
     specs = plan(args)
     if args.python:
@@ -213,32 +130,34 @@ def run(args, out=sys.stdout):
         if filters:
             raise cli.CliError("--python replaces the compiled filters: use one or the other")
     for w, s in enumerate(specs):
-        s["filters"] = filters
-        s["netmasks"] = netmasks
-        s["python"] = args.python
+        s.filters = filters
+        s.netmasks = netmasks
+        s.python = args.python
         if args.sample_drops:
-            s["sample"] = "%s.w%d.pcap" % (args.sample_drops, w)
-            s["sample_max"] = args.sample_max
+            s.sample = "%s.w%d.pcap" % (args.sample_drops, w)
+            s.sample_max = args.sample_max
     # open the ports once here, so a bad interface is one error line now
-    with netmapy.open(specs[0]["ports"][0], netns=args.netns) as p0:
+    with netmapy.open(specs[0].ports[0].name, netns=args.netns) as p0:
         backend = p0.backend
     if backend != "packet":
         # AF_XDP and netmap see every frame the NIC accepts: promiscuity is an
         # interface setting there (preflight reports it), not a socket option
         for s in specs:
-            s["open_kw"].pop("promisc", None)
+            for p in s.ports:
+                p.options.pop("promisc", None)
+    if_a, if_b = _ifname(args.if_a), args.if_b and _ifname(args.if_b)
     print("netmapy-bridge: %s <-> %s, %d worker(s), %s backend, CPUs %s" % (
-        args.if_a, args.if_b or "host stack", len(specs), backend,
-        ",".join(str(s["cpu"]) for s in specs)), file=sys.stderr)
-    locks = [(args.netns, args.if_a)] + ([(args.netns, args.if_b)] if args.if_b else [])
+        if_a, if_b or "host stack", len(specs), backend,
+        ",".join(str(s.cpu) for s in specs)), file=sys.stderr)
+    locks = [(args.netns, if_a)] + ([(args.netns, if_b)] if if_b else [])
     nics = []
 
     def setup():
         """GRO/LRO off on both interfaces (journaled: a crashed run is
         repaired by the next start, which constructs the Nic)."""
         from .nic import Nic, NicError
-        for ifname in filter(None, (args.if_a, args.if_b)):
-            nic = Nic(ifname.split(":", 1)[-1].split("-")[0].rstrip("^*"), netns=args.netns)
+        for ifname in filter(None, (if_a, if_b)):
+            nic = Nic(ifname, netns=args.netns)
             for r in nic.repaired:
                 print("netmapy-bridge: repaired what a crashed run left on %s: %s" % (
                     ifname, r), file=sys.stderr)
@@ -268,24 +187,25 @@ def run(args, out=sys.stdout):
             nic.close()
 
     sup = Supervisor("netmapy-bridge", specs, locks=locks, rule_names=names,
-                     rule_descriptions=descs, out=out, stats_json=args.stats_json,
+                     rule_descriptions=descs, out=out, stats_json=args.json,
                      prometheus=args.prometheus, setup=setup, teardown=teardown)
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"]
-    summary = dict(a=args.if_a, b=args.if_b or "host", a_to_b=d[0], b_to_a=d[1],
+    summary = dict(a=if_a, b=if_b or "host", a_to_b=d[0], b_to_a=d[1],
                    rules=tot["rules"], restarts=tot["restarts"], workers=len(specs))
-    if args.stats_json:
+    if args.json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
-        print("netmapy-bridge: %s->%s forwarded %d, dropped %d; %s->%s forwarded %d, dropped %d; "
-              "%d restart(s)" % (args.if_a, args.if_b or "host", d[0]["fwd"], d[0]["drop"],
-                                 args.if_b or "host", args.if_a, d[1]["fwd"], d[1]["drop"],
-                                 tot["restarts"]), file=sys.stderr)
+        print("netmapy-bridge: %s->%s forwarded %d, dropped %d, failed %d; %s->%s forwarded %d, "
+              "dropped %d, failed %d; %d restart(s)" % (
+                  if_a, if_b or "host", d[0]["fwd"], d[0]["drop"], d[0]["failed"],
+                  if_b or "host", if_a, d[1]["fwd"], d[1]["drop"], d[1]["failed"],
+                  tot["restarts"]), file=sys.stderr)
     return summary
 
 
 def main(argv=None):
-    return cli.run("netmapy-bridge", build_parser, lambda a: (run(a), 0)[1], argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

@@ -99,13 +99,15 @@ cdef class Filter:
     cdef object _counter_owner
     cdef readonly list names
     cdef readonly list descriptions
+    cdef bint limited_drop                 # the last verdict: a rate limit dropped it
 
     cdef int verdict(self, const uint8_t *pkt, uint32_t length, uint64_t now_ns) noexcept nogil
     cdef int _stage(self) except -1
     cdef int _index(self, int s) except -1
 
 
+# c: one direction's counters (middlebox/counters.pxd, C_RX .. C_ERRORS)
 cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
-                          uint64_t now_ns, uint64_t *acc, uint64_t *drop,
+                          uint64_t now_ns, uint64_t *c,
                           netmap_ring *sample, uint64_t *sampled,
                           uint64_t sample_max) noexcept nogil

@@ -24,6 +24,7 @@ from netmapy.includes.pcap cimport (pcap_t, bpf_program, bpf_insn, pcap_open_dea
                                     pcap_compile, pcap_freecode, pcap_close, pcap_geterr,
                                     bpf_filter, DLT_EN10MB)
 from netmapy.includes.system cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from middlebox.counters cimport *
 
 import ipaddress
 
@@ -381,6 +382,7 @@ cdef class Filter:
         cdef uint32_t ri, c
         cdef mb_pkt p
         cdef bint parsed = False
+        self.limited_drop = False
         for s in range(self.nstages):
             if self.kind[s] == STAGE_RULES:
                 if not parsed:
@@ -392,6 +394,7 @@ cdef class Filter:
                 if lim:
                     self.limited[c] += 1
                 if not ok:
+                    self.limited_drop = lim != 0
                     return 0
             else:
                 if self.loops[s]:
@@ -458,53 +461,66 @@ cdef class Filter:
 
 
 cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
-                          uint64_t now_ns, uint64_t *acc, uint64_t *drop,
+                          uint64_t now_ns, uint64_t *c,
                           netmap_ring *sample, uint64_t *sampled,
                           uint64_t sample_max) noexcept nogil:
     """Walk rx [head, tail): passing packets go to tx (swap or copy, in
     order), dropped ones are released (and copied to `sample`'s TX ring if
     given, it has room and fewer than sample_max were sampled so far).
-    Stops at a passing packet when tx is full, so nothing is lost.
+    Stops when tx is full (before deciding: a packet is decided, and its
+    rule counted, once), so nothing is lost.
     Advances both heads; returns packets consumed.
-    acc/drop: [packets, bytes] counters; sampled counts the copies."""
+    c: the direction's counters (RX .. ERRORS of middlebox/counters.pxd):
+    every consumed packet is counted in rx and in exactly one of fwd, drop
+    (ratelimited too when a rate limit decided) and errors (a passing packet
+    larger than tx's buffers when copying: released, never truncated);
+    sampled counts the copies."""
     cdef uint32_t i = rx.head, j = tx.head, n = 0, idx, sj
     cdef uint32_t room = nm_ring_space(tx) if tx != NULL else 0
+    cdef uint32_t cap = tx.nr_buf_size if tx != NULL else 0
+    cdef uint64_t nbytes = 0
     cdef netmap_slot *rs
     cdef netmap_slot *ts
     cdef char *buf
-    while i != rx.tail:
+    while i != rx.tail and room:
         rs = &rx.slot[i]
         buf = NETMAP_BUF(rx, rs.buf_idx)
         if f is None or f.nstages == 0 or f.verdict(<const uint8_t *>buf, rs.len, now_ns):
-            if room == 0:
-                break
-            ts = &tx.slot[j]
-            if swap:
-                idx = ts.buf_idx
-                ts.buf_idx = rs.buf_idx
-                rs.buf_idx = idx
-                rs.flags = NS_BUF_CHANGED
-                ts.flags = NS_BUF_CHANGED
+            if not swap and rs.len > cap:
+                c[ERRORS] += 1
             else:
-                memcpy(NETMAP_BUF(tx, ts.buf_idx), buf, rs.len)
-                ts.flags = 0
-            ts.len = rs.len
-            acc[0] += 1
-            acc[1] += rs.len
-            j = j + 1 if j + 1 < tx.num_slots else 0
-            room -= 1
+                ts = &tx.slot[j]
+                if swap:
+                    idx = ts.buf_idx
+                    ts.buf_idx = rs.buf_idx
+                    rs.buf_idx = idx
+                    rs.flags = NS_BUF_CHANGED
+                    ts.flags = NS_BUF_CHANGED
+                else:
+                    memcpy(NETMAP_BUF(tx, ts.buf_idx), buf, rs.len)
+                    ts.flags = 0
+                ts.len = rs.len
+                c[FWD] += 1
+                c[FWD_BYTES] += rs.len
+                j = j + 1 if j + 1 < tx.num_slots else 0
+                room -= 1
         else:
-            drop[0] += 1
-            drop[1] += rs.len
+            c[DROP] += 1
+            c[DROP_BYTES] += rs.len
+            if f.limited_drop:
+                c[LIMITED] += 1
             if sample != NULL and sampled[0] < sample_max and nm_ring_space(sample):
                 sampled[0] += 1
                 sj = sample.head
                 memcpy(NETMAP_BUF(sample, sample.slot[sj].buf_idx), buf, rs.len)
                 sample.slot[sj].len = rs.len
                 sample.head = sample.cur = sj + 1 if sj + 1 < sample.num_slots else 0
+        nbytes += rs.len
         i = i + 1 if i + 1 < rx.num_slots else 0
         n += 1
     rx.head = rx.cur = i
     if tx != NULL:
         tx.head = tx.cur = j
+    c[RX] += n
+    c[RX_BYTES] += nbytes
     return n

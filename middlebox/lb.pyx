@@ -15,6 +15,14 @@ per pipe, order kept).  When the extra buffers run out:
 ``priority``: a Filter; packets it accepts go to the group's priority
 pipes (``GROUP{K+k``, K = ``PRIO_BASE``) so that workers can serve them
 first.  Everything per packet is C; Python sees batches.
+
+A packet longer than the pipes' buffers is not truncated: it is released
+and counted as an error.  Counters (``stats()``, and a middlebox.stats
+worker block when ``run(counters=...)``): ``rx`` and ``errors`` count input
+packets; ``fwd`` and ``dropped`` count copies (one per group), so with G
+groups, once run() returned, ``G * (rx - errors) == fwd + dropped``
+(packets still waiting when run() gives up draining are counted as
+dropped).  ``run()`` ends on the process-wide stop request (netmapy.stop).
 """
 
 from cpython.ref cimport PyObject
@@ -23,9 +31,11 @@ from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy
 from netmapy.includes.abi cimport (netmap_ring, netmap_slot, NETMAP_BUF, nm_ring_space,
                                    nm_ring_next, NS_BUF_CHANGED)
-from netmapy.includes.system cimport POLLIN, POLLOUT, EINTR, monotonic_ms
-from netmapy.core cimport Port, Memory
+from netmapy.includes.system cimport POLLIN, POLLOUT, monotonic_ms
+from netmapy.core cimport Port, Memory, interrupted
+from netmapy.stop cimport stop_requested
 from middlebox.filter cimport Filter
+from middlebox.counters cimport *
 
 import time
 
@@ -36,17 +46,7 @@ PRIO_BASE = 1000
 cdef extern from "mb_hash.h" nogil:
     uint32_t mb_sym_hash(const uint8_t *f, uint32_t length)
 
-cdef volatile int _stop = 0
-
-
-def stop():
-    global _stop
-    _stop = 1
-
-
-def reset():
-    global _stop
-    _stop = 0
+from netmapy.stop import request as stop, reset
 
 
 def flow_hash(frame):
@@ -62,6 +62,7 @@ cdef struct out_t:
     uint32_t *q               # overflow FIFO of extra-buffer indices
     uint32_t qhead, qlen
     uint64_t fwd, dropped, blocked, queued_max
+    uint64_t fwd_bytes, dropped_bytes
 
 
 cdef class Balancer:
@@ -79,7 +80,8 @@ cdef class Balancer:
     cdef bint lossy
     cdef Filter prio
     cdef readonly object group_names
-    cdef uint64_t rx, blocked_batches, prio_packets
+    cdef uint32_t maxlen         # longest packet every pipe (and extra buffer) can hold
+    cdef uint64_t rx, rx_bytes, errors, blocked_batches, prio_packets
 
     def __cinit__(self):
         self.outs = NULL
@@ -136,6 +138,10 @@ cdef class Balancer:
         if extra_bufs:
             self.extra.alloc_bufs(self.free_extra, extra_bufs)
         self.nfree = extra_bufs
+        self.maxlen = self.extra.buf_size - 2
+        for port in self.outs_py:
+            if (<Port>port).txr[0].nr_buf_size < self.maxlen:
+                self.maxlen = (<Port>port).txr[0].nr_buf_size
 
     def __dealloc__(self):
         cdef int i
@@ -173,6 +179,7 @@ cdef class Balancer:
                 o.qhead = (o.qhead + 1) % self.nextra
                 o.qlen -= 1
                 o.fwd += 1
+                o.fwd_bytes += ln
 
     cdef int _longest(self) noexcept nogil:
         cdef int k, best = -1
@@ -197,6 +204,7 @@ cdef class Balancer:
             t.slot[j].flags = 0
             t.head = t.cur = nm_ring_next(t, j)
             o.fwd += 1
+            o.fwd_bytes += ln
             return 0
         if self.nfree == 0:
             if not self.lossy:
@@ -205,7 +213,9 @@ cdef class Balancer:
             if v < 0:
                 return -1
             # drop the oldest of the longest backlog, reuse its buffer
-            self.free_extra[self.nfree] = self.outs[v].q[self.outs[v].qhead]
+            idx = self.outs[v].q[self.outs[v].qhead]
+            self.outs[v].dropped_bytes += (<uint16_t *>self._xbuf(idx))[0]
+            self.free_extra[self.nfree] = idx
             self.nfree += 1
             self.outs[v].qhead = (self.outs[v].qhead + 1) % self.nextra
             self.outs[v].qlen -= 1
@@ -234,8 +244,13 @@ cdef class Balancer:
             while i != rx.tail:
                 buf = NETMAP_BUF(rx, rx.slot[i].buf_idx)
                 ln = rx.slot[i].len
-                if ln > self.extra.buf_size - 2:
-                    ln = self.extra.buf_size - 2
+                if ln > self.maxlen:
+                    # does not fit the pipes: released, counted, never truncated
+                    self.errors += 1
+                    self.rx_bytes += ln
+                    i = nm_ring_next(rx, i)
+                    n += 1
+                    continue
                 prio = self.prio is not None and self.prio.verdict(<const uint8_t *>buf, ln, now) != 0
                 h = mb_sym_hash(<const uint8_t *>buf, ln)
                 if not self.lossy:
@@ -262,6 +277,7 @@ cdef class Balancer:
                     self._place(k, buf, ln)
                 if prio:
                     self.prio_packets += 1
+                self.rx_bytes += ln
                 i = nm_ring_next(rx, i)
                 n += 1
             rx.head = rx.cur = i
@@ -270,22 +286,23 @@ cdef class Balancer:
 
     def run(self, double seconds=0, uint64_t count=0, int wait_ms=100, idle_ms=0,
             counters=None):
-        """Balance until stop(), `seconds`, `count` input packets, `idle_ms`
-        without input, or the end of a capture.  Returns stats().
-        counters: a middlebox.stats worker block, kept up to date (rx,
-        forwarded, dropped)."""
+        """Balance until a stop request (netmapy.stop), `seconds`, `count`
+        input packets, `idle_ms` without input, or the end of a capture.
+        Returns stats().  counters: a middlebox.stats worker block, kept up
+        to date (direction 0: rx, fwd, drop, errors and their bytes)."""
         cdef uint64_t now, start_rx = self.rx
         cdef uint64_t[::1] cv
-        cdef uint64_t fwd, dropped
         if counters is not None:
             cv = memoryview(counters).cast("B").cast("Q")
-            cv[3] = 1
+            if cv.shape[0] < BLOCK_WORDS:
+                raise ValueError("the counter block needs %d uint64" % BLOCK_WORDS)
+            cv[W_STATE] = 1
         cdef long long deadline = monotonic_ms() + <long long>(seconds * 1000) if seconds > 0 else 0
         cdef long long last = monotonic_ms()
         cdef int rc, k, blocked
         cdef Port p
         cdef uint32_t moved
-        while not _stop:
+        while not stop_requested():
             if deadline and monotonic_ms() >= deadline:
                 break
             if count and self.rx - start_rx >= count:
@@ -299,10 +316,9 @@ cdef class Balancer:
                 now = monotonic_ms() * 1000000
                 moved = self._balance(now) if rc >= 0 else 0
             if rc < 0:
-                if self.src.err == EINTR:
-                    self.src.err = 0
-                    continue
-                self.src.raise_error()
+                if interrupted(self.src) < 0:
+                    self.src.raise_error()
+                continue                      # the loop condition sees a stop request
             for k in range(self.nouts):
                 p = <Port>self.outs_py[k]
                 if p.c_txsync(0) < 0:
@@ -311,14 +327,7 @@ cdef class Balancer:
                 # wait for room in the pipes that hold us up
                 self._wait_room(wait_ms)
             if counters is not None:
-                fwd = dropped = 0
-                for k in range(self.nouts):
-                    fwd += self.outs[k].fwd
-                    dropped += self.outs[k].dropped
-                cv[8] = self.rx
-                cv[10] = fwd
-                cv[12] = dropped
-                cv[2] = monotonic_ms() * 1000000
+                self._publish(&cv[0])
             if moved:
                 last = monotonic_ms()
             elif idle_ms and monotonic_ms() - last >= idle_ms:
@@ -326,9 +335,45 @@ cdef class Balancer:
             elif self.src.eof and not self._waiting():
                 break
         self._drain(1000)
+        self._give_up()
         if counters is not None:
-            cv[3] = 2
+            self._publish(&cv[0])
+            cv[W_STATE] = 2
         return self.stats()
+
+    cdef void _publish(self, uint64_t *c) noexcept:
+        cdef int k
+        cdef uint64_t fwd = 0, fwd_bytes = 0, dropped = 0, dropped_bytes = 0
+        for k in range(self.nouts):
+            fwd += self.outs[k].fwd
+            fwd_bytes += self.outs[k].fwd_bytes
+            dropped += self.outs[k].dropped
+            dropped_bytes += self.outs[k].dropped_bytes
+        c[DIR0 + RX] = self.rx
+        c[DIR0 + RX_BYTES] = self.rx_bytes
+        c[DIR0 + FWD] = fwd
+        c[DIR0 + FWD_BYTES] = fwd_bytes
+        c[DIR0 + DROP] = dropped
+        c[DIR0 + DROP_BYTES] = dropped_bytes
+        c[DIR0 + ERRORS] = self.errors
+        c[W_HEARTBEAT] = monotonic_ms() * 1000000
+
+    cdef void _give_up(self) noexcept:
+        """Count the packets still waiting after the last drain as dropped
+        (they are lost when the balancer goes) and free their buffers."""
+        cdef int k
+        cdef out_t *o
+        cdef uint32_t idx
+        for k in range(self.nouts):
+            o = &self.outs[k]
+            while o.qlen:
+                idx = o.q[o.qhead]
+                o.dropped += 1
+                o.dropped_bytes += (<uint16_t *>self._xbuf(idx))[0]
+                self.free_extra[self.nfree] = idx
+                self.nfree += 1
+                o.qhead = (o.qhead + 1) % self.nextra
+                o.qlen -= 1
 
     cdef bint _waiting(self) noexcept nogil:
         cdef int k
@@ -346,26 +391,46 @@ cdef class Balancer:
                 p.py_poll(POLLOUT, min(wait_ms, 10))
                 return
 
-    def _drain(self, int ms):
-        """Give waiting packets up to `ms` to get into their pipes."""
-        cdef long long end = monotonic_ms() + ms
+    def _drain(self, int ms, int stall_ms=200):
+        """Give waiting packets up to `ms` to get into their pipes, or
+        until none got in for `stall_ms` (nobody reads those pipes)."""
+        cdef long long now = monotonic_ms()
+        cdef long long end = now + ms, moved_at = now
+        cdef uint64_t left, before = self._nwaiting()
         cdef int k
         cdef Port p
-        while self._waiting() and monotonic_ms() < end:
+        while before and now < end and now - moved_at < stall_ms:
             self._flush()
             for k in range(self.nouts):
                 p = <Port>self.outs_py[k]
                 p.py_poll(POLLOUT if self.outs[k].qlen else 0, 0)
-            if self._waiting():
+            left = self._nwaiting()
+            now = monotonic_ms()
+            if left < before:
+                moved_at = now
+            before = left
+            if left:
                 time.sleep(0.001)
+
+    cdef uint64_t _nwaiting(self) noexcept nogil:
+        cdef int k
+        cdef uint64_t n = 0
+        for k in range(self.nouts):
+            n += self.outs[k].qlen
+        return n
 
     def stats(self):
         """Input packets, and per pipe: forwarded, waiting now, most ever
-        waiting, dropped (lossy mode), times it held the input back."""
+        waiting, dropped (lossy mode, or still waiting when run() gave up
+        draining), times it held the input back; bytes of each."""
         pipes = []
         for k in range(self.nouts):
             pipes.append(dict(port=str((<Port>self.outs_py[k]).name), fwd=self.outs[k].fwd,
+                              fwd_bytes=self.outs[k].fwd_bytes,
                               waiting=self.outs[k].qlen, waiting_max=self.outs[k].queued_max,
-                              dropped=self.outs[k].dropped, blocked=self.outs[k].blocked))
-        return dict(rx=self.rx, priority=self.prio_packets, blocked=self.blocked_batches,
+                              dropped=self.outs[k].dropped,
+                              dropped_bytes=self.outs[k].dropped_bytes,
+                              blocked=self.outs[k].blocked))
+        return dict(rx=self.rx, rx_bytes=self.rx_bytes, errors=self.errors,
+                    priority=self.prio_packets, blocked=self.blocked_batches,
                     extra_free=self.nfree, extra=self.nextra, pipes=pipes)

@@ -13,41 +13,18 @@ its input back (default, nothing lost here, counted as "blocked") or, with
 --lossy, drops the oldest packet of the longest backlog (counted).
 """
 
-import argparse
 import json
 import sys
 import threading
 import time
 
+import click
+
 import netmapy
-from netmapy import cli
-from .bridge import add_netmask_arg, netmask_for
+from netmapy import cli, stop
+from netmapy.names import Mode, PortName
 
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="netmapy-lb", description="Spread one port's packets over pipes by flow hash.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("-i", "--input", required=True, metavar="PORT", help="the port to read")
-    p.add_argument("-p", "--pipes", action="append", required=True, metavar="GROUP:N",
-                   help="a group of N pipes (repeat for more groups; each gets a copy)")
-    p.add_argument("--extra-bufs", type=int, default=4096,
-                   help="buffers for packets a pipe cannot take at once (default %(default)s)")
-    p.add_argument("--lossy", action="store_true",
-                   help="when the extra buffers run out, drop from the longest backlog "
-                        "instead of holding the input back")
-    p.add_argument("--priority", metavar="EXPR",
-                   help="tcpdump expression of a latency-sensitive class: its packets go to "
-                        "the priority pipes G{1000+k}")
-    add_netmask_arg(p)
-    p.add_argument("--slots", type=int, default=None, help="pipe ring size")
-    p.add_argument("--netns", help="open the input port inside this network namespace")
-    p.add_argument("--seconds", type=float, default=0, help="stop after SECONDS")
-    p.add_argument("--count", type=int, default=0, help="stop after COUNT input packets")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between reports (0: none)")
-    p.add_argument("--json", action="store_true", help="reports as JSON lines")
-    cli.add_common(p)
-    return p
+from .options import netmask_for, netmask_option
 
 
 def parse_groups(specs):
@@ -55,35 +32,81 @@ def parse_groups(specs):
     for s in specs:
         name, sep, n = s.rpartition(":")
         if not sep or not name or not n.isdigit() or not 1 <= int(n) <= 256:
-            raise cli.CliError("-p %r: expected GROUP:N with N in 1..256 (e.g. scrub:4)" % s)
+            raise click.BadParameter("%r: expected GROUP:N with N in 1..256 (e.g. scrub:4)" % s,
+                                     param_hint="'-p' / '--pipes'")
+        try:
+            PortName("pipe", name, mode=Mode.PIPE_MASTER, ring=0).canonical()
+        except ValueError as e:
+            raise click.BadParameter("%r: the group is a pipe name: %s" % (s, cli.one_line(e)),
+                                     param_hint="'-p' / '--pipes'")
         out.append((name, int(n)))
     if len({g for g, _ in out}) != len(out):
-        raise cli.CliError("a group is named twice")
+        raise click.BadParameter("a group is named twice", param_hint="'-p' / '--pipes'")
     return out
+
+
+def _master(group, k):
+    """The master end of pipe k of a group (pipe:GROUP{k)."""
+    return PortName("pipe", group, mode=Mode.PIPE_MASTER, ring=k)
+
+
+EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("netmapy-lb")
+
+
+@cli.command("netmapy-lb", epilog=EPILOG)
+@click.option("-i", "--input", required=True, metavar="PORT|IFACE", type=cli.PORT_OR_IFACE,
+              help="the port to read: a port name, or an interface's Linux name (opened with "
+                   "--backend)")
+@click.option("-p", "--pipes", multiple=True, required=True, metavar="GROUP:N",
+              callback=lambda ctx, p, v: parse_groups(v),
+              help="a group of N pipes (repeat for more groups; each gets a copy)")
+@click.option("--extra-bufs", type=cli.IntRange(min=0), default=4096, show_default=True,
+              help="buffers for packets a pipe cannot take at once")
+@click.option("--lossy", is_flag=True,
+              help="when the extra buffers run out, drop from the longest backlog instead of "
+                   "holding the input back")
+@click.option("--priority", metavar="EXPR",
+              help="tcpdump expression of a latency-sensitive class: its packets go to the "
+                   "priority pipes G{1000+k}")
+@netmask_option(group=None)
+@click.option("--slots", type=cli.IntRange(min=1), default=None, help="pipe ring size")
+@cli.backend_option()
+@cli.netns_option(help="open the input port inside this network namespace")
+@cli.seconds_option()
+@click.option("--count", type=cli.COUNT, default=0, help="stop after COUNT input packets")
+@cli.output_options
+@cli.common_options
+@cli.pass_args
+def command(args):
+    """Spread one port's packets over pipes by flow hash."""
+    run(args)
 
 
 def run(args, out=sys.stdout):
     from middlebox import lb
     from middlebox.filter import Filter
-    groups = parse_groups(args.pipes)
-    if args.extra_bufs < 0:
-        raise cli.CliError("--extra-bufs must be >= 0")
+    groups = args.pipes
     prio = None
     if args.priority:
         prio = Filter().add_expression(args.priority, netmask=netmask_for(args, args.input))
         prio.attach_counters()
     kw = {"slots": args.slots} if args.slots else {}
     opened = []
+    # SIGINT/SIGTERM end b.run() (C handlers: it never returns to Python on
+    # its own); then the summary is printed and the pipes are closed, before
+    # the previous handlers come back
+    stop.reset()
+    stop.install_handlers()
     try:
-        src = netmapy.open(args.input, netns=args.netns)
+        src = netmapy.open(cli.port_for(args.input, args.backend), netns=args.netns)
         opened.append(src)
         gp, pp = [], []
         for name, n in groups:
-            ports = [netmapy.open("pipe:%s{%d" % (name, k), **kw) for k in range(n)]
+            ports = [netmapy.open(_master(name, k), **kw) for k in range(n)]
             opened.extend(ports)
             gp.append((name, ports))
             if prio is not None:
-                pports = [netmapy.open("pipe:%s{%d" % (name, lb.PRIO_BASE + k), **kw)
+                pports = [netmapy.open(_master(name, lb.PRIO_BASE + k), **kw)
                           for k in range(n)]
                 opened.extend(pports)
                 pp.append((name, pports))
@@ -109,10 +132,6 @@ def run(args, out=sys.stdout):
                         "%s fwd %d wait %d drop %d" % (p["port"], p["fwd"], p["waiting"],
                                                        p["dropped"]) for p in st["pipes"])),
                           file=out, flush=True)
-        lb.reset()
-        import signal
-        signal.signal(signal.SIGTERM, lambda *a: lb.stop())
-        signal.signal(signal.SIGINT, lambda *a: lb.stop())
         t = threading.Thread(target=report, daemon=True)
         if args.interval:
             t.start()
@@ -120,6 +139,8 @@ def run(args, out=sys.stdout):
             result = b.run(seconds=args.seconds, count=args.count)
         finally:
             done.set()
+            if t.is_alive():
+                t.join(5)
         print(json.dumps(dict(summary=result)) if args.json else
               "netmapy-lb: %d packets in; %s" % (result["rx"], ", ".join(
                   "%s %d" % (p["port"], p["fwd"]) for p in result["pipes"])),
@@ -131,10 +152,11 @@ def run(args, out=sys.stdout):
                 p.close()
             except Exception:
                 pass
+        stop.restore_handlers()
 
 
 def main(argv=None):
-    return cli.run("netmapy-lb", build_parser, lambda a: (run(a), 0)[1], argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

@@ -4,58 +4,37 @@ or filter one RX queue into a reinjection ring (offload).  Counters go to a
 caller-provided uint64 block (shared memory the supervisor samples), in the
 layout of middlebox/stats.py.
 
-SIGTERM and SIGINT set a C flag (installed by ``install_signal_handlers()``)
-that the loops check, so a worker stops within one poll timeout even while
-it never returns to Python; the loops then move what their RX rings still
-hold and flush TX before returning ("drain").
+The loops end on the process-wide stop request (netmapy.stop: a worker
+installs its C signal handlers with ``netmapy.stop.install_handlers()``),
+so a worker stops within one poll timeout even while it never returns to
+Python -- at once when the signal interrupts its poll(); the loops then
+move what their RX rings still hold and flush TX before returning ("drain").
 """
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.signal cimport signal as c_signal, SIGTERM, SIGINT
 from netmapy.includes.system cimport (POLLIN, POLLOUT, EINTR, clock_gettime, timespec,
                                       CLOCK_MONOTONIC, monotonic_ms)
 from netmapy.includes.abi cimport netmap_ring, nm_ring_space
-from netmapy.core cimport Port, poll_pair, ring_move
+from netmapy.core cimport Port, poll_pair, ring_move, pair_interrupted
+from netmapy.stop cimport stop_requested
 from middlebox.filter cimport Filter, filter_move
+from middlebox.counters cimport *
+from middlebox.kfilter cimport KernelRules
+from cpython.exc cimport PyErr_CheckSignals
 
 import time
 
-cdef volatile int _stop = 0
+from netmapy.stop import request as stop, reset, requested as stopping
+from netmapy.stop import install_handlers as install_signal_handlers
+
+# the block layout, for tests that compare it with middlebox/stats.py
+LAYOUT = dict(W_PID=W_PID, W_RESTARTS=W_RESTARTS, W_HEARTBEAT=W_HEARTBEAT, W_STATE=W_STATE,
+              W_QUEUE=W_QUEUE, W_CPU=W_CPU, DIR0=DIR0, DIR1=DIR1, W_SAMPLED=W_SAMPLED,
+              W_FAILED=W_FAILED, BLOCK_WORDS=BLOCK_WORDS,
+              FIELDS=(RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS))
 
 cdef enum:
-    W_HEARTBEAT = 2
-    W_STATE = 3
-    W_SAMPLED = 24
-    DIR0 = 8
-    DIR1 = 16
-    RX = 0
-    FWD = 2
-    DROP = 4
-
-
-cdef void _on_signal(int sig) noexcept nogil:
-    global _stop
-    _stop = 1
-
-
-def install_signal_handlers():
-    """SIGTERM/SIGINT stop the loops of this process (C-level handlers)."""
-    c_signal(SIGTERM, _on_signal)
-    c_signal(SIGINT, _on_signal)
-
-
-def stop():
-    global _stop
-    _stop = 1
-
-
-def reset():
-    global _stop
-    _stop = 0
-
-
-def stopping():
-    return bool(_stop)
+    FOLD_NS = 100000000     # in-kernel rule counters folded every 100 ms
 
 
 cdef inline uint64_t _now_ns() noexcept nogil:
@@ -82,17 +61,28 @@ cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now
         return 0
     for i in range(src.nic_rx):
         t = i % ntx
-        n = filter_move(f, src.rxr[i], dst.txr[t], swap, now, &c[FWD], &c[DROP], sample,
-                        sampled, smax)
-        c[RX] += n
+        n = filter_move(f, src.rxr[i], dst.txr[t], swap, now, c, sample, sampled, smax)
         total += n
     return total
 
 
-cdef inline int _sync_tx(Port p) noexcept nogil:
+cdef inline int _sync_counted(Port p, uint32_t ring, uint64_t *c, uint64_t *failed) noexcept nogil:
+    """TX sync of one ring; frames the backend could not send (counted as
+    forwarded when they were moved) move from fwd to failed."""
+    cdef uint64_t n0 = p.tx_failed, b0 = p.tx_failed_bytes, d
+    cdef int rc = p.c_txsync(ring)
+    d = p.tx_failed - n0
+    if d:
+        c[FWD] -= d
+        c[FWD + 1] -= p.tx_failed_bytes - b0
+        failed[0] += d
+    return rc
+
+
+cdef inline int _sync_tx(Port p, uint64_t *c, uint64_t *failed) noexcept nogil:
     cdef uint32_t i
     for i in range(p.ntx):
-        if p.c_txsync(i) < 0:
+        if _sync_counted(p, i, c, failed) < 0:
             return -1
     return 0
 
@@ -110,14 +100,14 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
     cdef netmap_ring *sb = sample_b.txr[0] if sample_b is not None else NULL
     cdef int rc = 0, ev_a, ev_b, which = 0, last = 0
     cdef uint64_t now, deadline = 0
-    if cv.shape[0] < 32:
-        raise ValueError("the counter block needs 32 uint64")
+    if cv.shape[0] < BLOCK_WORDS:
+        raise ValueError("the counter block needs %d uint64" % BLOCK_WORDS)
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
     c[W_STATE] = 1
     with nogil:
         while True:
-            if _stop or (deadline and _now_ns() >= deadline):
+            if stop_requested() or (deadline and _now_ns() >= deadline):
                 last = 1
             ev_a = POLLIN
             ev_b = POLLIN
@@ -128,23 +118,18 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
             rc = poll_pair(a, ev_a, b, ev_b, 0 if last else wait_ms)
             if rc < 0:
                 which = -rc
-                if which == 1 and a.err == EINTR:
-                    a.err = 0
+                if pair_interrupted(a, b, which) >= 0:
                     rc = 0
-                    continue
-                if which == 2 and b.err == EINTR:
-                    b.err = 0
-                    rc = 0
-                    continue
+                    continue                  # the top sees a stop request
                 break
             now = _now_ns()
             _direction(a, b, f_ab, c + DIR0, now, sa, c + W_SAMPLED, sample_max, swap)
             _direction(b, a, f_ba, c + DIR1, now, sb, c + W_SAMPLED, sample_max, swap)
-            if _sync_tx(b) < 0:
+            if _sync_tx(b, c + DIR0, c + W_FAILED) < 0:
                 rc = -1
                 which = 2
                 break
-            if _sync_tx(a) < 0:
+            if _sync_tx(a, c + DIR1, c + W_FAILED + 1) < 0:
                 rc = -1
                 which = 1
                 break
@@ -162,11 +147,14 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
 
 
 def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, counters,
-            Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0):
+            Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0,
+            KernelRules kernel=None):
     """Filter what src's RX ring `ring` receives into dst's TX ring
     `dst_ring` (for nm-offload: the host TX ring, i.e. reinjection into the
     kernel); what the filter drops is released.  Same stop/drain rules as
-    bridge()."""
+    bridge().  `kernel`: the queue's in-kernel rule program, whose counters
+    are folded into ours every FOLD_NS (and whose dropped packets come to
+    user space while drops are sampled)."""
     cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
     cdef uint64_t *c = &cv[0] + DIR0
     cdef bint swap = src.mem is dst.mem
@@ -175,33 +163,34 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cdef netmap_ring *tx = dst.txr[dst_ring]
     cdef int rc = 0, which = 0, last = 0
     cdef uint32_t n
-    cdef uint64_t now, deadline = 0
+    cdef uint64_t now, deadline = 0, folded = 0
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
     cv[W_STATE] = 1
     with nogil:
         while True:
-            if _stop or (deadline and _now_ns() >= deadline):
+            if stop_requested() or (deadline and _now_ns() >= deadline):
                 last = 1
+            if kernel is not None:
+                now = _now_ns()
+                if now - folded >= FOLD_NS or last:
+                    kernel.fold(c)
+                    folded = now
+                    if kernel.k.conf.punt_drops and cv[W_SAMPLED] >= sample_max:
+                        kernel.c_set_punt(0)      # enough samples: drop in the kernel
             if nm_ring_space(rx) and not nm_ring_space(tx):
                 rc = poll_pair(src, 0, dst, POLLOUT, 0 if last else wait_ms)
             else:
                 rc = poll_pair(src, POLLIN, dst, 0, 0 if last else wait_ms)
             if rc < 0:
                 which = -rc
-                if which == 1 and src.err == EINTR:
-                    src.err = 0
+                if pair_interrupted(src, dst, which) >= 0:
                     rc = 0
-                    continue
-                if which == 2 and dst.err == EINTR:
-                    dst.err = 0
-                    rc = 0
-                    continue
+                    continue                  # the top sees a stop request
                 break
             now = _now_ns()
-            n = filter_move(f, rx, tx, swap, now, &c[FWD], &c[DROP], s, &cv[W_SAMPLED], sample_max)
-            c[RX] += n
-            if dst.c_txsync(dst_ring) < 0:
+            n = filter_move(f, rx, tx, swap, now, c, s, &cv[W_SAMPLED], sample_max)
+            if _sync_counted(dst, dst_ring, c, &cv[W_FAILED]) < 0:
                 rc = -1
                 which = 2
                 break
@@ -213,7 +202,7 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cv[W_STATE] = 2
     if rc < 0:
         (src if which == 1 else dst).raise_error()
-    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP])
+    return dict(rx=c[RX], fwd=c[FWD], drop=c[DROP], failed=cv[W_FAILED])
 
 
 from netmapy.includes.system cimport pollfd, poll as c_poll_fds, errno as c_errno
@@ -235,8 +224,10 @@ cdef int _wait_ports(list ports, list events, int timeout_ms) except -2:
         return 0
     with nogil:
         rc = c_poll_fds(fds, n, timeout_ms)
-    if rc < 0 and c_errno != EINTR:
-        raise OSError(c_errno, "poll")
+    if rc < 0:
+        if c_errno != EINTR:
+            raise OSError(c_errno, "poll")
+        PyErr_CheckSignals()          # Python handlers; the loop sees a stop request
     for k in range(len(ports)):
         (<Port>ports[k]).b_woke()
     return 0
@@ -265,7 +256,7 @@ def stage(Port lo, Port out, Filter f, counters, Port hi=None, uint32_t budget=6
     cv[W_STATE] = 1
     ports = [lo, out] + ([hi] if hi is not None else [])
     while True:
-        if not last and (_stop or (deadline and _now_ns() >= deadline)):
+        if not last and (stop_requested() or (deadline and _now_ns() >= deadline)):
             last = 1
             drain_end = _now_ns() + 1000000000ULL     # at most 1 s to drain
         if last and _now_ns() >= drain_end:
@@ -282,17 +273,15 @@ def stage(Port lo, Port out, Filter f, counters, Port hi=None, uint32_t budget=6
             if rc == 0:
                 now = _now_ns()
                 if hrx != NULL and nm_ring_space(hrx):
-                    n = filter_move(f, hrx, tx, swap_h, now, &ch[FWD], &ch[DROP], NULL, &unused, 0)
-                    ch[RX] += n
+                    n = filter_move(f, hrx, tx, swap_h, now, ch, NULL, &unused, 0)
                     busy = 1
                 if (hrx == NULL or not nm_ring_space(hrx)) and nm_ring_space(lrx):
                     # at most `budget` bulk packets before the priority ring again
                     saved_tail = lrx.tail
                     if nm_ring_space(lrx) > budget:
                         lrx.tail = (lrx.head + budget) % lrx.num_slots
-                    n = filter_move(f, lrx, tx, swap_l, now, &c[FWD], &c[DROP], NULL, &unused, 0)
+                    n = filter_move(f, lrx, tx, swap_l, now, c, NULL, &unused, 0)
                     lrx.tail = saved_tail
-                    c[RX] += n
                     busy = 1
                 if out.c_txsync(0) < 0:
                     rc = -3
@@ -323,7 +312,7 @@ def merge(list ins, Port out, counters, int wait_ms=100, double seconds=0):
     cdef uint64_t drain_end = 0
     cv[W_STATE] = 1
     while True:
-        if not last and (_stop or (deadline and _now_ns() >= deadline)):
+        if not last and (stop_requested() or (deadline and _now_ns() >= deadline)):
             last = 1
             drain_end = _now_ns() + 1000000000ULL     # at most 1 s to drain
         if last and _now_ns() >= drain_end:
@@ -350,20 +339,39 @@ def merge(list ins, Port out, counters, int wait_ms=100, double seconds=0):
             _wait_ports(list(ins) + [out], [POLLIN] * len(ins) + [POLLOUT if busy else 0],
                         0 if last else wait_ms)
     cv[W_STATE] = 2
-    return dict(rx=c[RX], fwd=c[FWD])
+    return dict(rx=c[RX], fwd=c[FWD], errors=c[ERRORS])
 
 
 cdef uint32_t ring_move_counted(netmap_ring *rx, netmap_ring *tx, bint swap, uint64_t *c) noexcept nogil:
-    cdef uint32_t n, j, i = rx.head
-    cdef uint64_t nbytes = 0
+    """rx -> tx as ring_move() (swap or copy), counting rx/fwd/errors and
+    their bytes into c (RX ..): a packet larger than tx's buffers (when
+    copying) is released and counted as an error, never truncated."""
+    cdef uint32_t n, j, k = 0, i = rx.head
+    cdef uint64_t nbytes = 0, rbytes = 0
     n = nm_ring_space(rx)
     if n > nm_ring_space(tx):
         n = nm_ring_space(tx)
-    for j in range(n):
-        nbytes += rx.slot[i].len
-        i = i + 1 if i + 1 < rx.num_slots else 0
+    if not swap:
+        # stop before the first packet that does not fit: ring_move() moves a prefix
+        while k < n and rx.slot[i].len <= tx.nr_buf_size:
+            nbytes += rx.slot[i].len
+            i = i + 1 if i + 1 < rx.num_slots else 0
+            k += 1
+        if k == 0 and n:
+            # the packet at head does not fit: release it
+            c[RX] += 1
+            c[RX_BYTES] += rx.slot[i].len
+            c[ERRORS] += 1
+            rx.head = rx.cur = i + 1 if i + 1 < rx.num_slots else 0
+            return 1
+        n = k
+    else:
+        for j in range(n):
+            nbytes += rx.slot[i].len
+            i = i + 1 if i + 1 < rx.num_slots else 0
     n = ring_move(rx, tx, n, swap)
     c[RX] += n
+    c[RX_BYTES] += nbytes
     c[FWD] += n
-    c[FWD + 1] += nbytes
+    c[FWD_BYTES] += nbytes
     return n

@@ -27,8 +27,8 @@ command line (``ethtool -K eth3 gro off``); ``commands()`` lists the commands
 of what a real Nic did.  A step the device cannot do raises ``NicUnsupported``
 naming the device, the step, the errno and the software alternative.
 
-The journal (``Journal``) is a JSON file in ``/run/netmapy/nic`` (override with
-``$NETMAPY_NIC_JOURNAL_DIR``) with the owner's pid and start time and one undo
+The journal (``Journal``) is a JSON file in ``nic/`` of netmapy's run
+directory (``netmapy.rundir``: ``$NETMAPY_RUNDIR``, default ``/dev/shm/netmapy-UID``) with the owner's pid and start time and one undo
 record per change, written (fsync, atomic rename) *before* the change is
 applied.  ``Journal.repair(ifname)`` undoes what a dead owner left behind;
 a new ``Nic`` on the interface does it on its own at start.
@@ -53,6 +53,7 @@ import time
 from netmapy.errors import (InterfaceError, InterfaceNotFound, NetmapyError,
                             NoPrivilege, PortBusy, QueueOutOfRange)
 from netmapy.netns import current_netns_id, netns as _enter_netns
+from netmapy import rundir as _rundir, units as _units
 
 __all__ = [
     "Nic", "Journal", "NicError", "NicUnsupported", "NicBusy",
@@ -199,8 +200,6 @@ _LEGACY_LONG = {
     "receive-hashing": "rxhash",
 }
 
-JOURNAL_DIR_ENV = "NETMAPY_NIC_JOURNAL_DIR"
-DEFAULT_JOURNAL_DIR = "/run/netmapy/nic"
 
 
 # --------------------------------------------------------------------------
@@ -256,43 +255,15 @@ def _alternative(kind, drv, ifname):
 # small helpers
 
 def parse_cpulist(text):
-    """'0-3,8,10-11' (or an int, or an iterable of ints) -> sorted list."""
-    if isinstance(text, int):
-        return [text]
-    if not isinstance(text, str):
-        return sorted({int(c) for c in text})
-    out = set()
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                b, _, step = b.partition(":")
-                a, b = int(a), int(b)
-                if a > b:
-                    raise ValueError
-                out.update(range(a, b + 1, int(step) if step else 1))
-            else:
-                out.add(int(part))
-        except ValueError:
-            raise NicError("bad CPU list %r: use numbers and ranges, "
-                           "e.g. 0-3,8" % (text,)) from None
-    return sorted(out)
+    """netmapy.units.parse_cpulist ('0-3,8' -> [0, 1, 2, 3, 8]), failing
+    with a NicError."""
+    try:
+        return _units.parse_cpulist(text)
+    except ValueError as e:
+        raise NicError(str(e)) from None
 
 
-def format_cpulist(cpus):
-    """[0, 1, 2, 3, 8] -> '0-3,8' (the smp_affinity_list format)."""
-    cpus = sorted(set(cpus))
-    parts, i = [], 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        parts.append(str(cpus[i]) if i == j else "%d-%d" % (cpus[i], cpus[j]))
-        i = j + 1
-    return ",".join(parts)
+format_cpulist = _units.format_cpulist
 
 
 def _read(path):
@@ -417,7 +388,8 @@ def _device_dir(bus_info):
 # journal
 
 def journal_dir():
-    return os.environ.get(JOURNAL_DIR_ENV) or DEFAULT_JOURNAL_DIR
+    """nic/ in netmapy's run directory (netmapy.rundir; not created here)."""
+    return os.path.join(_rundir.base(), "nic")
 
 
 def _ns_key(netns):
@@ -731,7 +703,7 @@ class Nic:
     """Control of one interface's NIC settings (see the module docstring).
 
     ``journal``: None (default) -- the interface's runtime journal in
-    /run/netmapy/nic, claimed at the first change (or ``claim()``); a ``Journal``
+    nic/ of the run directory, claimed at the first change (or ``claim()``); a ``Journal``
     or a path; ``False`` -- no journal (restore() still undoes what this
     object did, but nothing survives a crash).  With ``dry_run`` there is
     none.  ``echo``: where dry-run commands are printed (default stdout).

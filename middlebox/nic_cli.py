@@ -4,11 +4,13 @@ middlebox set-up), journaled so ``netmapy-nic restore IF`` undoes them.
 A thin command line over ``middlebox.nic``; see ``netmapy-nic --help``.
 """
 
-__all__ = ["main", "build_parser", "action"]
+__all__ = ["main", "command", "action"]
 
-import argparse
 import json
 import sys
+from types import SimpleNamespace
+
+import click
 
 from netmapy import cli
 
@@ -35,7 +37,7 @@ The CloudFlare flood-scrubbing set-up (queue 4 takes DNS, nothing else):
   netmapy-nic ntuple eth3 add --flow-type udp4 --dst-port 53 --queue 4
 
 Changes persist after the command exits (as ethtool's do), but each one is
-recorded first in a journal (/run/netmapy/nic, or $NETMAPY_NIC_JOURNAL_DIR):
+recorded first in a journal (nic/ in $NETMAPY_RUNDIR, default /dev/shm/netmapy-UID):
 `netmapy-nic restore IF` undoes them, newest first, and also repairs what a
 crashed netmapy middlebox left behind on IF.  A step the device cannot do
 (veth: RSS, ntuple, IRQs) fails with one line naming the software
@@ -43,111 +45,158 @@ alternative (usually the xdp backend's --steer).
 """
 
 
-def _add_common(p, changes=True):
-    p.add_argument("--netns", metavar="NS",
-                   help="the interface is in network namespace NS (ip netns list)")
-    if changes:
-        p.add_argument("--dry-run", action="store_true",
-                       help="print the equivalent ethtool/echo commands, change nothing")
-    cli.add_common(p)
+def _nic_options(f=None, *, changes=True):
+    """IF's namespace, --dry-run (for the commands that change things),
+    --debug/-v."""
+    def deco(f):
+        if changes:
+            f = click.option("--dry-run", is_flag=True,
+                             help="print the equivalent ethtool/echo commands, change nothing")(f)
+        f = cli.netns_option(help="the interface is in network namespace NS (ip netns list)")(f)
+        return cli.common_options(version=False)(f)
+    return deco(f) if f is not None else deco
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="netmapy-nic",
-        description="Show and change NIC settings for a middlebox: channels, RSS "
-                    "indirection weights, ntuple flow steering, offloads, IRQ affinity. "
-                    "Changes are journaled; `restore IF` undoes them.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
+def _ifname_arg(f):
+    return click.argument("ifname", metavar="IF", type=cli.IFACE)(f)
 
-    s = sub.add_parser("show", help="channels, RSS, ntuple rules, offloads, IRQs, NUMA",
-                       formatter_class=fmt,
-                       epilog="example:\n  netmapy-nic show eth3\n  netmapy-nic show va "
-                              "--netns mbox --json\n")
-    s.add_argument("ifname", metavar="IF")
-    s.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
-    s.add_argument("--all-features", action="store_true",
-                   help="list fixed features too (default: only changeable or on)")
-    _add_common(s, changes=False)
 
-    s = sub.add_parser("channels", help="set channel counts (ethtool -L)",
-                       formatter_class=fmt,
-                       epilog="example:\n  netmapy-nic channels eth3 --combined 8\n"
-                              "  netmapy-nic channels va --rx 2 --tx 2     # veth has "
-                              "separate rx/tx channels\n")
-    s.add_argument("ifname", metavar="IF")
-    for k in ("combined", "rx", "tx", "other"):
-        s.add_argument("--" + k, type=int, metavar="N", help="number of %s channels" % k)
-    _add_common(s)
+def _act(cmd, **fixed):
+    """A subcommand body: action() on the parameters, as one object."""
+    def body(**kw):
+        kw.update(fixed, cmd=cmd)
+        return action(SimpleNamespace(**kw))
+    return body
 
-    s = sub.add_parser("rss", help="RSS indirection weights (ethtool -X)",
-                       formatter_class=fmt,
-                       epilog="example:\n  netmapy-nic rss eth3 --weights 1 1 0 1   # queue 2 "
-                              "gets no RSS traffic\n  netmapy-nic rss eth3 --isolate 4\n")
-    s.add_argument("ifname", metavar="IF")
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--weights", type=int, nargs="+", metavar="W",
-                   help="one weight per RX queue, 0 = none (ethtool -X IF weight ...)")
-    g.add_argument("--isolate", type=int, metavar="Q",
-                   help="weight 0 for queue Q, 1 for the others")
-    _add_common(s)
 
-    s = sub.add_parser("ntuple", help="add or delete ntuple flow-steering rules (ethtool -N)",
-                       formatter_class=fmt,
-                       epilog="example:\n  netmapy-nic ntuple eth3 add --flow-type udp4 "
-                              "--dst-port 53 --queue 4\n  netmapy-nic ntuple eth3 add "
-                              "--flow-type tcp4 --src 10.0.0.0/8 --queue -1   # drop\n"
-                              "  netmapy-nic ntuple eth3 del 1023\n")
-    s.add_argument("ifname", metavar="IF")
-    nsub = s.add_subparsers(dest="action", metavar="ACTION", required=True)
-    a = nsub.add_parser("add", help="add a rule; prints its location")
-    a.add_argument("--flow-type", default="udp4", choices=sorted(nicmod.FLOW_TYPES),
-                   help="default: %(default)s")
-    a.add_argument("--src", metavar="ADDR[/LEN]", help="source address or prefix")
-    a.add_argument("--dst", metavar="ADDR[/LEN]", help="destination address or prefix")
-    a.add_argument("--src-port", type=int, metavar="P", help="source port (tcp/udp/sctp)")
-    a.add_argument("--dst-port", type=int, metavar="P", help="destination port (tcp/udp/sctp)")
-    a.add_argument("--queue", type=int, required=True, metavar="Q",
-                   help="deliver to RX queue Q (-1: drop)")
-    a.add_argument("--loc", type=int, metavar="L", help="rule location (default: any free)")
-    _add_common(a)
-    d = nsub.add_parser("del", help="delete the rule at location LOC")
-    d.add_argument("loc", type=int, metavar="LOC")
-    _add_common(d)
+@cli.group("netmapy-nic", epilog=EXAMPLES + "\n" + cli.completion_help("netmapy-nic"))
+@cli.common_options
+def command():
+    """Show and change NIC settings for a middlebox: channels, RSS indirection
+    weights, ntuple flow steering, offloads, IRQ affinity.  Changes are
+    journaled; `restore IF` undoes them.
 
-    s = sub.add_parser("offload", help="turn offloads on or off (ethtool -K)",
-                       formatter_class=fmt,
-                       epilog="names: ethtool -K short names (%s) or kernel feature "
-                              "names (rx-gro, tx-tcp-segmentation, ... see `show`)\n\n"
-                              "example:\n  netmapy-nic offload eth3 gro off lro off tso off\n"
-                              % " ".join(nicmod.FEATURE_ALIASES))
-    s.add_argument("ifname", metavar="IF")
-    s.add_argument("settings", nargs="+", metavar="NAME on|off")
-    _add_common(s)
+    IF is the interface's Linux name as it is (eth3, nb-mi0, ...).
+    """
 
-    s = sub.add_parser("irqs", help="list IRQs or set their CPU affinity",
-                       formatter_class=fmt,
-                       epilog="example:\n  netmapy-nic irqs eth3                 # list\n"
-                              "  netmapy-nic irqs eth3 --spread        # all online CPUs\n"
-                              "  netmapy-nic irqs eth3 --spread 0-3\n"
-                              "  netmapy-nic irqs eth3 --set 45 2      # IRQ 45 on CPU 2\n")
-    s.add_argument("ifname", metavar="IF")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--spread", nargs="?", const="", metavar="CPUS",
-                   help="one queue IRQ per CPU, NUMA-local CPUs first (default: all "
-                        "online CPUs)")
-    g.add_argument("--set", nargs=2, metavar=("IRQ", "CPUS"),
-                   help="set one IRQ's affinity")
-    _add_common(s)
 
-    s = sub.add_parser("restore", help="undo what netmapy changed on IF (from the journal)",
-                       formatter_class=fmt,
-                       epilog="example:\n  netmapy-nic restore eth3\n")
-    s.add_argument("ifname", metavar="IF")
-    _add_common(s)
-    return p
+command.command("show", epilog="example:\n  netmapy-nic show eth3\n  netmapy-nic show va "
+                               "--netns mbox --json")(
+    _ifname_arg(
+        click.option("--json", "json", is_flag=True, help="one JSON object (for scripts)")(
+            click.option("--all-features", is_flag=True,
+                         help="list fixed features too (default: only changeable or on)")(
+                _nic_options(changes=False)(_act("show"))))))
+command.commands["show"].help = "Channels, RSS, ntuple rules, offloads, IRQs, NUMA."
+
+
+def _channels_body(**kw):
+    if all(kw.get(k) is None for k in ("combined", "rx", "tx", "other")):
+        raise click.UsageError("give --combined N, or --rx N / --tx N")
+    return _act("channels")(**kw)
+
+
+_ch = _nic_options(_channels_body)
+for _k in ("other", "tx", "rx", "combined"):
+    _ch = click.option("--" + _k, type=cli.IntRange(min=1), metavar="N",
+                       help="number of %s channels" % _k)(_ch)
+command.command("channels", help="Set channel counts (ethtool -L).",
+                epilog="example:\n  netmapy-nic channels eth3 --combined 8\n"
+                       "  netmapy-nic channels va --rx 2 --tx 2     # veth has separate rx/tx "
+                       "channels")(_ifname_arg(_ch))
+
+
+def _rss_body(weights, weights_flag, isolate, **kw):
+    if (isolate is None) == (not weights):
+        raise click.UsageError("give either --weights W... or --isolate Q")
+    if weights and not weights_flag:
+        raise click.UsageError("the weights come after --weights: rss IF --weights 1 1 0 1")
+    return _act("rss")(weights=list(weights), isolate=isolate, **kw)
+
+
+command.command("rss", help="RSS indirection weights (ethtool -X).",
+                epilog="example:\n  netmapy-nic rss eth3 --weights 1 1 0 1   # queue 2 gets no "
+                       "RSS traffic\n  netmapy-nic rss eth3 --isolate 4")(
+    _ifname_arg(click.argument("weights", metavar="[W...]", nargs=-1,
+                               type=cli.IntRange(min=0))(
+        click.option("--weights", "weights_flag", is_flag=True,
+                     help="one weight per RX queue follows, 0 = none (ethtool -X IF weight ...)")(
+            click.option("--isolate", type=cli.IntRange(min=0), metavar="Q",
+                         help="weight 0 for queue Q, 1 for the others")(
+                _nic_options(_rss_body))))))
+
+
+@command.group("ntuple", epilog="example:\n  netmapy-nic ntuple eth3 add --flow-type udp4 "
+                                "--dst-port 53 --queue 4\n  netmapy-nic ntuple eth3 add "
+                                "--flow-type tcp4 --src 10.0.0.0/8 --queue -1   # drop\n"
+                                "  netmapy-nic ntuple eth3 del 1023")
+@click.argument("ifname", metavar="IF", type=cli.IFACE)
+@click.pass_context
+def _ntuple(ctx, ifname):
+    """Add or delete ntuple flow-steering rules (ethtool -N)."""
+    ctx.obj = ifname
+
+
+_PORT = cli.IntRange(0, 65535)
+
+
+@_ntuple.command("add")
+@click.option("--flow-type", type=click.Choice(sorted(nicmod.FLOW_TYPES)), default="udp4",
+              show_default=True)
+@click.option("--src", metavar="ADDR[/LEN]", help="source address or prefix")
+@click.option("--dst", metavar="ADDR[/LEN]", help="destination address or prefix")
+@click.option("--src-port", type=_PORT, metavar="P", help="source port (tcp/udp/sctp)")
+@click.option("--dst-port", type=_PORT, metavar="P", help="destination port (tcp/udp/sctp)")
+@click.option("--queue", type=cli.IntRange(min=-1), required=True, metavar="Q",
+              help="deliver to RX queue Q (-1: drop)")
+@click.option("--loc", type=cli.IntRange(min=0), metavar="L",
+              help="rule location (default: any free)")
+@_nic_options
+@click.pass_obj
+def _ntuple_add(ifname, **kw):
+    """Add a rule; prints its location."""
+    return _act("ntuple", action="add", ifname=ifname)(**kw)
+
+
+@_ntuple.command("del")
+@click.argument("loc", type=cli.IntRange(min=0), metavar="LOC")
+@_nic_options
+@click.pass_obj
+def _ntuple_del(ifname, **kw):
+    """Delete the rule at location LOC."""
+    return _act("ntuple", action="del", ifname=ifname)(**kw)
+
+
+command.command("offload", help="Turn offloads on or off (ethtool -K).",
+                epilog="names: ethtool -K short names (%s) or kernel feature names (rx-gro, "
+                       "tx-tcp-segmentation, ... see `show`)\n\nexample:\n  netmapy-nic offload "
+                       "eth3 gro off lro off tso off" % " ".join(nicmod.FEATURE_ALIASES))(
+    _ifname_arg(click.argument("settings", nargs=-1, required=True, metavar="NAME on|off...")(
+        _nic_options(_act("offload")))))
+
+
+def _irqs_body(spread, set, **kw):
+    if spread is not None and set:
+        raise click.UsageError("--spread and --set exclude each other")
+    return _act("irqs")(spread=spread, set=set, **kw)
+
+
+command.command("irqs", help="List IRQs or set their CPU affinity.",
+                epilog="example:\n  netmapy-nic irqs eth3                 # list\n"
+                       "  netmapy-nic irqs eth3 --spread        # all online CPUs\n"
+                       "  netmapy-nic irqs eth3 --spread 0-3\n"
+                       "  netmapy-nic irqs eth3 --set 45 2      # IRQ 45 on CPU 2")(
+    _ifname_arg(click.option("--spread", is_flag=False, flag_value="", default=None,
+                             metavar="[CPUS]",
+                             help="one queue IRQ per CPU, NUMA-local CPUs first (default: all "
+                                  "online CPUs)")(
+        click.option("--set", "set", nargs=2, type=(cli.IntRange(min=0), str), default=None,
+                     metavar="IRQ CPUS", help="set one IRQ's affinity (CPUS as 0-3,5)")(
+            _nic_options(_irqs_body)))))
+
+command.command("restore", help="Undo what netmapy changed on IF (from the journal).",
+                epilog="example:\n  netmapy-nic restore eth3")(
+    _ifname_arg(_nic_options(_act("restore"))))
 
 
 # --------------------------------------------------------------------------
@@ -291,11 +340,7 @@ def action(args, out=None):
             if args.spread is not None:
                 nic.spread_irqs(args.spread or None)
             elif args.set:
-                try:
-                    irq = int(args.set[0])
-                except ValueError:
-                    raise NicError("--set: bad IRQ number %r" % args.set[0]) from None
-                nic.set_irq_affinity(irq, args.set[1])
+                nic.set_irq_affinity(args.set[0], args.set[1])
             else:
                 irqs = nic.irqs()
                 if not irqs:
@@ -315,7 +360,7 @@ def action(args, out=None):
 
 
 def main(argv=None):
-    return cli.run("netmapy-nic", build_parser, action, argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

@@ -21,47 +21,68 @@ For each QUEUE:
 4. on SIGINT/SIGTERM, drain, remove the XDP program and undo the NIC changes.
 """
 
-import argparse
 import json
-import os
 import sys
+
+import click
 
 import netmapy
 from netmapy import cli, iface, netns as nsmod
-from .bridge import add_filter_args, add_stats_args, filter_specs, netmask_for
+from netmapy.names import PortName
+from .jobs import OffloadJob, PortSpec
+from .options import filter_options, filter_specs, netmask_for
 from .supervisor import Supervisor, numa_cpus
 
+EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("nm-offload")
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="nm-offload",
-        description="Scrub a flood on RX queue(s) of an interface and reinject the valid "
-                    "packets into the host stack.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("ifname", metavar="IFACE")
-    p.add_argument("queues", metavar="QUEUE", type=int, nargs="+",
-                   help="RX queue(s) to take over, one worker each")
-    p.add_argument("--steer", metavar="EXPR",
-                   help="only packets matching this tcpdump expression leave the kernel "
-                        "(software flow steering in the XDP program)")
-    p.add_argument("--ntuple", metavar="SPEC",
-                   help="also ask the NIC to steer this flow to the queue, e.g. "
-                        "'udp4 dst-port 53' (ethtool -N syntax; skipped with a message "
-                        "when the NIC cannot)")
-    p.add_argument("--no-rss", dest="rss", action="store_false",
-                   help="leave the RSS indirection table alone")
-    p.add_argument("--backend", default="netmap",
-                   help="netmap (the module where present, else xdp) or xdp")
-    p.add_argument("--netns", help="the interface is in this network namespace")
-    p.add_argument("--cpus", help="CPUs for the workers (default: NUMA-local first)")
-    p.add_argument("--seconds", type=float, default=0, help="stop after SECONDS")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the NIC commands and the plan; change nothing")
-    add_filter_args(p)
-    add_stats_args(p)
-    cli.add_common(p)
-    return p
+
+@cli.command("nm-offload", epilog=EPILOG)
+@click.argument("ifname", metavar="IFACE", type=cli.IFACE)
+@click.argument("queues", metavar="QUEUE...", type=cli.IntRange(min=0), nargs=-1,
+                required=True)
+@click.option("--steer", metavar="EXPR",
+              help="only packets matching this tcpdump expression leave the kernel "
+                   "(software flow steering in the XDP program)")
+@click.option("--ntuple", metavar="SPEC", callback=lambda ctx, p, v: _check_ntuple(v),
+              help="also ask the NIC to steer this flow to the queue, e.g. 'udp4 dst-port 53' "
+                   "(ethtool -N syntax; skipped with a message when the NIC cannot)")
+@click.option("--no-rss", "rss", is_flag=True, flag_value=False, default=True,
+              help="leave the RSS indirection table alone")
+@cli.backend_option(choices=("netmap", "xdp"),
+                    help="netmap (the module where present, else xdp) or xdp")
+@click.option("--rules-in", type=click.Choice(("auto", "kernel", "user")), default="auto",
+              show_default=True,
+              help="where the rule file (--rules, the first filter) runs: 'kernel' -- an XDP "
+                   "program drops the flood and passes valid packets to the stack before any "
+                   "copy to user space, leaving rate limits, later filter stages and sampled "
+                   "drops to the workers; 'user' -- every packet of the queue goes to the "
+                   "workers; 'auto' -- the kernel when it can, else user space, saying why")
+@cli.netns_option(help="the interface is in this network namespace (ip netns name)")
+@cli.cpus_option()
+@cli.seconds_option()
+@click.option("--dry-run", is_flag=True, help="print the NIC commands and the plan; change nothing")
+@filter_options(python=False)
+@cli.output_options(prometheus=True)
+@cli.common_options
+@cli.pass_args
+def command(args):
+    """Scrub a flood on RX queue(s) of an interface and reinject the valid
+    packets into the host stack.
+
+    IFACE is the interface's Linux name as it is (eth3, nb-mi0, ...); each
+    QUEUE gets one worker.
+    """
+    args.queues = list(args.queues)
+    run(args)
+
+
+def _check_ntuple(spec):
+    if spec is not None:
+        try:
+            parse_ntuple(spec)
+        except cli.CliError as e:
+            raise click.BadParameter(str(e).replace("--ntuple: ", ""), param_hint="'--ntuple'")
+    return spec
 
 
 def parse_ntuple(spec):
@@ -127,7 +148,7 @@ def plan(args):
             raise netmapy.QueueOutOfRange(args.ifname, q, info.num_rx_queues)
     if len(set(args.queues)) != len(args.queues):
         raise cli.CliError("a queue is listed twice")
-    cpus = [int(x) for x in args.cpus.split(",")] if args.cpus else numa_cpus(args.ifname)
+    cpus = args.cpus or numa_cpus(args.ifname)
     specs = []
     for k, q in enumerate(args.queues):
         kw = {"host": True}
@@ -135,10 +156,11 @@ def plan(args):
             kw["steer"] = args.steer
             if args.netmask is not None:
                 kw["netmask"] = args.netmask
-        specs.append(dict(kind="offload", queue=q, cpu=cpus[k % len(cpus)],
-                          ports=["%s:%s~%d" % (args.backend, args.ifname, q)],
-                          netns=args.netns, open_kw=kw, tx_ring="host",
-                          dir_names=("q%d>host" % q, "-")))
+        port = PortName.interface(args.ifname, args.backend, q, single_rx=True)
+        specs.append(OffloadJob(ports=[PortSpec(port, args.netns, kw)], queue=q,
+                                cpu=cpus[k % len(cpus)], tx_ring="host",
+                                rules_in=args.rules_in, prog="nm-offload",
+                                dir_names=("q%d>host" % q, "-")))
     return specs
 
 
@@ -158,37 +180,39 @@ def run(args, out=sys.stdout):
         for s in specs:
             print("nm-offload: would open %s (%s) with %d filter stage(s), reinjecting what "
                   "passes into %s's stack, on CPU %d" % (
-                      s["ports"][0], ", ".join("%s=%r" % kv for kv in s["open_kw"].items()),
-                      len(filters), args.ifname, s["cpu"]), file=sys.stderr)
+                      s.ports[0], ", ".join("%s=%r" % kv for kv in s.ports[0].options.items()),
+                      len(filters), args.ifname, s.cpu), file=sys.stderr)
         nicplan.teardown()
         return dict(dry_run=True, commands=list(nicplan.done))
     for w, s in enumerate(specs):
-        s["filters"] = filters
-        s["netmasks"] = [netmask]
+        s.filters = filters
+        s.netmasks = (netmask,)
         if args.sample_drops:
-            s["sample"] = "%s.w%d.pcap" % (args.sample_drops, w)
-            s["sample_max"] = args.sample_max
+            s.sample = "%s.w%d.pcap" % (args.sample_drops, w)
+            s.sample_max = args.sample_max
     print("nm-offload: %s queue(s) %s, %d worker(s)" % (
         args.ifname, ",".join(map(str, args.queues)), len(specs)), file=sys.stderr)
     sup = Supervisor("nm-offload", specs, locks=[(args.netns, args.ifname)], rule_names=names,
                      rule_descriptions=descs, setup=nicplan.setup, teardown=nicplan.teardown,
-                     out=out, stats_json=args.stats_json, prometheus=args.prometheus)
+                     out=out, stats_json=args.json, prometheus=args.prometheus)
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"][0]
     summary = dict(ifname=args.ifname, queues=args.queues, rx=d["rx"], reinjected=d["fwd"],
-                   dropped=d["drop"], ratelimited=d["ratelimited"], errors=d["errors"],
+                   reinject_failed=d["failed"], dropped=d["drop"],
+                   ratelimited=d["ratelimited"], errors=d["errors"],
                    rules=tot["rules"], restarts=tot["restarts"])
-    if args.stats_json:
+    if args.json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
-        print("nm-offload: received %d, reinjected %d, dropped %d (%d rate-limited), "
-              "%d restart(s)" % (d["rx"], d["fwd"], d["drop"], d["ratelimited"],
-                                 tot["restarts"]), file=sys.stderr)
+        print("nm-offload: received %d, reinjected %d, reinjection failed %d, dropped %d "
+              "(%d rate-limited), %d restart(s)" % (
+                  d["rx"], d["fwd"], d["failed"], d["drop"], d["ratelimited"],
+                  tot["restarts"]), file=sys.stderr)
     return summary
 
 
 def main(argv=None):
-    return cli.run("nm-offload", build_parser, lambda a: (run(a), 0)[1], argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

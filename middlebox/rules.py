@@ -80,11 +80,14 @@ _TOKEN = re.compile(r"\S+")
 
 
 def _parse_rate(tok):
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)(pps)?", tok)
-    if not m:
+    """A packet rate (netmapy.units' parser: 100, 100pps, 2kpps, 1.5Mpps) as
+    whole packets per second, or None."""
+    from netmapy.units import parse_rate
+    try:
+        r = parse_rate(tok)
+    except ValueError:
         return None
-    v = float(m.group(1)) * {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6}[m.group(2)]
-    return int(v)
+    return int(r.value) if r.unit == "pps" else None
 
 
 def _parse_ports(tok):

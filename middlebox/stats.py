@@ -6,12 +6,23 @@ the fast path takes a lock: each worker owns its block; the supervisor
 reads torn-free 64-bit words and computes rates from differences.
 
 Per direction d (0: a->b, or the offload direction; 1: b->a) the block
-holds rx, rx_bytes, fwd, fwd_bytes, drop, drop_bytes, ratelimited, errors
-(`rx = fwd + drop + errors` holds exactly, per direction).
+holds rx, rx_bytes, fwd, fwd_bytes, drop, drop_bytes, ratelimited, errors,
+and failed: packets the filters passed that the destination then refused
+(nm-offload: could not be reinjected; the bridge: the TX side refused
+them).  `rx = fwd + drop + errors + failed` holds exactly, per direction;
+fwd counts only what was handed over; ratelimited counts the drops a rate
+limit decided; errors, the packets that could not be forwarded at all
+(larger than the output's buffers: released, never truncated).
+middlebox/counters.pxd declares the same layout for the C loops.
+
+The file is ``PROG-PID.stats``; its header names the owner (pid and start
+time), so a new start of PROG removes the files of dead runs
+(``remove_stale``).
 """
 
 import mmap
 import os
+import re
 import struct
 import time
 
@@ -19,20 +30,23 @@ MAGIC = 0x5354534258424d4e          # "NMBXBSTS"
 VERSION = 1
 HEADER_WORDS = 16
 BLOCK_WORDS = 32                    # per-worker fixed counters
+H_OWNER_PID, H_OWNER_START = 5, 6   # header: who created the file
 
 # per-worker fixed words
 W_PID, W_RESTARTS, W_HEARTBEAT, W_STATE, W_QUEUE, W_CPU = 0, 1, 2, 3, 4, 5
 DIR_BASE = (8, 16)                  # direction 0 and 1
 RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS = range(8)
 W_SAMPLED = 24
+W_FAILED = (25, 26)                 # failed, per direction
 FIELDS = ("rx", "rx_bytes", "fwd", "fwd_bytes", "drop", "drop_bytes", "ratelimited", "errors")
+ALL_FIELDS = FIELDS + ("failed",)   # what snapshot() gives per direction
 STATE_NAMES = {0: "starting", 1: "running", 2: "stopping", 3: "stopped", 4: "dead"}
 
 
 def rundir():
-    d = os.environ.get("NETMAPY_RUNDIR") or "/dev/shm/netmapy-%d" % os.getuid()
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    return d
+    """Where the counter files live: stats/ in netmapy's run directory."""
+    from netmapy import rundir as _rundir
+    return _rundir.rundir("stats")
 
 
 class Stats:
@@ -48,10 +62,13 @@ class Stats:
         os.close(fd)
         self.words = memoryview(self.mm).cast("Q")
         if create:
+            from .nic import _proc_start_time
             self.words[1] = VERSION
             self.words[2] = nworkers
             self.words[3] = nrules
             self.words[4] = time.time_ns()
+            self.words[H_OWNER_PID] = os.getpid()
+            self.words[H_OWNER_START] = _proc_start_time(os.getpid()) or 0
             self.words[0] = MAGIC
         elif self.words[0] != MAGIC or self.words[1] != VERSION:
             raise ValueError("%s is not a netmapy stats file of this version" % path)
@@ -92,7 +109,9 @@ class Stats:
                      state=STATE_NAMES.get(blk[W_STATE], "?"), queue=blk[W_QUEUE],
                      cpu=blk[W_CPU], sampled=blk[W_SAMPLED], dirs=[])
             for di, base in enumerate(DIR_BASE):
-                d["dirs"].append({f: blk[base + i] for i, f in enumerate(FIELDS)})
+                dd = {f: blk[base + i] for i, f in enumerate(FIELDS)}
+                dd["failed"] = blk[W_FAILED[di]]
+                d["dirs"].append(dd)
             rules = []
             for di in range(2):
                 h, l = self.rule_counters(w, di)
@@ -114,3 +133,46 @@ class Stats:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+def _owner(path):
+    """(pid, start time) the header of a counter file names, or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8 * HEADER_WORDS)
+    except OSError:
+        return None
+    if len(head) < 8 * HEADER_WORDS:
+        return None
+    w = struct.unpack("=%dQ" % HEADER_WORDS, head)
+    if w[0] != MAGIC:
+        return None
+    return w[H_OWNER_PID], w[H_OWNER_START]
+
+
+def remove_stale(prog):
+    """Remove the counter files of dead runs of `prog` (a SIGKILLed
+    supervisor cannot remove its own); returns [(path, pid)].  A file whose
+    process lives (the same process: its start time matches) is kept."""
+    from .nic import _proc_start_time
+    d = rundir()
+    pat = re.compile(re.escape(prog) + r"-(\d+)\.stats")
+    gone = []
+    for f in sorted(os.listdir(d)):
+        m = pat.fullmatch(f)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid():
+            continue
+        path = os.path.join(d, f)
+        owner = _owner(path)
+        start = _proc_start_time(pid)
+        if start is not None and (owner is None or owner[1] in (0, start)):
+            continue                        # alive (or an unreadable file of a live pid)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        gone.append((path, pid))
+    return gone

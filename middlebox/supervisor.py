@@ -1,12 +1,21 @@
 """The supervisor: one pinned worker process per queue, restarted when it
 dies, counters sampled from shared memory, clean stop on SIGINT/SIGTERM.
 
-    sup = Supervisor("netmapy-bridge", specs, locks=[("mbox", "a0"), ...])
+    sup = Supervisor("netmapy-bridge", jobs, locks=[("mbox", "a0"), ...])
     sup.run(seconds=0, interval=1.0)
+
+``jobs`` are middlebox.jobs.Job values (BridgeJob, OffloadJob ...), one
+per worker process.
 
 It takes a lock per interface (a second instance is refused), runs the
 setup steps given to it (NIC changes, journaled so a crashed run is
 repaired by the next start) and undoes them on exit, whatever the exit.
+A start also removes what dead runs of the same program left behind (their
+counter files, their lock files).
+
+SIGINT/SIGTERM set the process-wide stop flag (netmapy.stop, installed for
+the duration of run()): the supervisor then stops the workers (each stops
+on its own flag), prints the final totals and cleans up.
 """
 
 import fcntl
@@ -19,7 +28,9 @@ import sys
 import threading
 import time
 
+from netmapy import stop
 from netmapy.errors import NetmapyError
+from netmapy.units import parse_cpulist
 from . import stats as st
 
 
@@ -28,13 +39,9 @@ class AlreadyRunning(NetmapyError):
 
 
 def lockdir():
-    d = os.environ.get("NETMAPY_LOCKDIR") or "/run/netmapy"
-    try:
-        os.makedirs(d, mode=0o700, exist_ok=True)
-    except PermissionError:
-        d = os.path.join(st.rundir(), "locks")
-        os.makedirs(d, mode=0o700, exist_ok=True)
-    return d
+    """Where the interface locks live: locks/ in netmapy's run directory."""
+    from netmapy import rundir as _rundir
+    return _rundir.rundir("locks")
 
 
 class InterfaceLock:
@@ -47,17 +54,25 @@ class InterfaceLock:
         self.fd = None
 
     def acquire(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                holder = os.read(fd, 200).decode(errors="replace").strip()
-            finally:
-                os.close(fd)
-            where = self.ifname + (" in namespace %s" % self.netns if self.netns else "")
-            raise AlreadyRunning("another middlebox is already running on %s (%s); stop it "
-                                 "first" % (where, holder or "pid unknown")) from None
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = os.read(fd, 200).decode(errors="replace").strip()
+                finally:
+                    os.close(fd)
+                where = self.ifname + (" in namespace %s" % self.netns if self.netns else "")
+                raise AlreadyRunning("another middlebox is already running on %s (%s); stop "
+                                     "it first" % (where, holder or "pid unknown")) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)            # unlinked by its last holder meanwhile: the lock is a new file
         os.ftruncate(fd, 0)
         os.write(fd, ("%s pid %d" % (self.prog, os.getpid())).encode())
         self.fd = fd
@@ -72,6 +87,42 @@ class InterfaceLock:
             self.fd = None
 
 
+def remove_stale_locks(prog, out=sys.stderr):
+    """Remove the lock files of dead runs of `prog` (nobody holds their
+    lock: the kernel released it when the holder died); returns their
+    paths.  A live holder's lock, or another program's, is left alone."""
+    d = lockdir()
+    gone = []
+    for f in os.listdir(d):
+        if not f.endswith(".lock"):
+            continue
+        path = os.path.join(d, f)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue                            # held: a live run
+            holder = os.read(fd, 200).decode(errors="replace").split()
+            if holder[:2] != [prog, "pid"]:
+                continue
+            try:
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    continue
+                os.unlink(path)                     # under the lock: see acquire()
+            except FileNotFoundError:
+                continue
+            gone.append(path)
+            print("%s: removed the lock file of a dead run (%s): %s" % (
+                prog, " ".join(holder), path), file=out)
+        finally:
+            os.close(fd)
+    return gone
+
+
 def numa_cpus(ifname):
     """CPUs of the NUMA node the interface's device sits on (all CPUs when
     the machine or the device does not say)."""
@@ -82,10 +133,7 @@ def numa_cpus(ifname):
         if node < 0:
             return allowed
         with open("/sys/devices/system/node/node%d/cpulist" % node) as f:
-            cpus = []
-            for part in f.read().strip().split(","):
-                lo, _, hi = part.partition("-")
-                cpus.extend(range(int(lo), int(hi or lo) + 1))
+            cpus = parse_cpulist(f.read())
         local = [c for c in cpus if c in allowed]
         return local + [c for c in allowed if c not in local] if local else allowed
     except (OSError, ValueError):
@@ -146,10 +194,11 @@ class Supervisor:
         spec = self.specs[w]
         ctx = mp.get_context("spawn")
         from . import worker
-        p = ctx.Process(target=worker.main, args=(spec, self.errors), daemon=False,
-                        name="%s-w%d" % (self.prog, w))
+        p = ctx.Process(target=worker.main,
+                        args=(spec, w, self.stats.path, os.getpid(), self.errors),
+                        daemon=False, name="%s-w%d" % (self.prog, w))
         p.start()
-        cpu = spec.get("cpu")
+        cpu = spec.cpu
         if cpu is not None:
             try:
                 import psutil
@@ -219,31 +268,43 @@ class Supervisor:
             self.procs[w] = None
             if not waiting:
                 print("%s: worker %d (queue %s) exited with %s; restart %d in %.1fs" % (
-                    self.prog, w, self.specs[w].get("queue"), code, self.restarts[w], b),
+                    self.prog, w, self.specs[w].queue, code, self.restarts[w], b),
                     file=sys.stderr)
 
     def _stop_workers(self, timeout=5.0):
+        """SIGTERM the workers, in the order of their jobs' stop_order
+        (upstream first: a pipeline's balancer, then its stages, then its
+        merge, so each drains what the previous one handed it and none
+        waits for room downstream that will never come); SIGKILL one that
+        is still there `timeout` seconds later."""
         self.stopping = True
-        for p in self.procs.values():
-            if p is not None and p.is_alive():
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        end = time.monotonic() + timeout
-        for p in self.procs.values():
-            if p is not None:
+        for order in sorted({spec.stop_order for spec in self.specs}):
+            group = [p for w, p in self.procs.items()
+                     if p is not None and self.specs[w].stop_order == order]
+            for p in group:
+                if p.is_alive():
+                    try:
+                        os.kill(p.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            end = time.monotonic() + timeout
+            for p in group:
                 p.join(max(0.1, end - time.monotonic()))
                 if p.is_alive():
                     p.kill()
                     p.join(2)
 
+    def _stop_requested(self):
+        if stop.requested():
+            self.stopping = True
+        return self.stopping
+
     def _wait_running(self, timeout=20.0):
         """Wait until every worker has its ports open and loops (then say
         so on stderr: scripts wait for that line), or one failed."""
         end = time.monotonic() + timeout
-        while not self.stopping and self.failure is None and (time.monotonic() < end or
-                                                              self.busy_since):
+        while not self._stop_requested() and self.failure is None and (
+                time.monotonic() < end or self.busy_since):
             if self._announce():
                 return True
             self._check_workers()
@@ -262,9 +323,8 @@ class Supervisor:
 
     def run(self, seconds=0, interval=1.0):
         """Run until SIGINT/SIGTERM or `seconds`; returns the final totals."""
-        def on_signal(signum, frame):
-            self.stopping = True
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stop.reset()
+        stop.install_handlers()
         acquired = []
         setup_done = False
         try:
@@ -274,16 +334,21 @@ class Supervisor:
             if self.setup is not None:
                 setup_done = True
                 self.setup()
+            # what dead runs of this program left (the NIC state was repaired
+            # by setup(): the journal)
+            for path, pid in st.remove_stale(self.prog):
+                print("%s: removed the counters of a dead run (pid %d): %s" % (
+                    self.prog, pid, path), file=sys.stderr)
+            remove_stale_locks(self.prog)
             nrules = len(self.rule_names)
             path = os.path.join(st.rundir(), "%s-%d.stats" % (self.prog, os.getpid()))
             self.stats = st.Stats.create(path, len(self.specs), nrules)
-            for w, spec in enumerate(self.specs):
-                spec["stats"] = path
-                spec["index"] = w
-                spec["parent"] = os.getpid()
             self.errors = mp.get_context("spawn").Queue()
             if self.prometheus:
-                host, _, port = self.prometheus.rpartition(":")
+                if isinstance(self.prometheus, str):
+                    host, _, port = self.prometheus.rpartition(":")
+                else:
+                    host, port = self.prometheus
                 _Prom.sup = self
                 self.httpd = http.server.ThreadingHTTPServer((host or "127.0.0.1", int(port)), _Prom)
                 threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -293,8 +358,8 @@ class Supervisor:
             t0 = time.monotonic()
             last = t0
             self._prev = (t0, self.stats.snapshot())
-            while not self.stopping and self.failure is None:
-                time.sleep(min(0.1, interval or 0.1))
+            while not self._stop_requested() and self.failure is None:
+                stop.wait(min(0.1, interval or 0.1))
                 self._check_workers()
                 self._announce()
                 now = time.monotonic()
@@ -324,8 +389,7 @@ class Supervisor:
                     self.stats.unlink()
                 for lk in acquired:
                     lk.release()
-                for s, h in old.items():
-                    signal.signal(s, h)
+                stop.restore_handlers()
 
     def _sample_cpu(self):
         """CPU seconds (user + system) each worker used, read just before
@@ -346,10 +410,10 @@ class Supervisor:
     # ------------------------------------------------------------ reporting
     def totals(self):
         snap = self.stats.snapshot()
-        tot = [{f: 0 for f in st.FIELDS} for _ in range(2)]
+        tot = [{f: 0 for f in st.ALL_FIELDS} for _ in range(2)]
         for wk in snap:
             for d in range(2):
-                for f in st.FIELDS:
+                for f in st.ALL_FIELDS:
                     tot[d][f] += wk["dirs"][d][f]
         rules = []
         for i, name in enumerate(self.rule_names):
@@ -371,7 +435,7 @@ class Supervisor:
         for w, (cur, old) in enumerate(zip(snap, prev)):
             for d in range(2):
                 c, o = cur["dirs"][d], old["dirs"][d]
-                if d == 1 and self.specs[w].get("dir_names", ("", ""))[1] == "-":
+                if d == 1 and self.specs[w].dir_names[1] == "-":
                     continue
                 rows.append(dict(worker=w, queue=cur["queue"], cpu=cur["cpu"], dir=d,
                                  state=cur["state"], restarts=cur["restarts"],
@@ -380,21 +444,22 @@ class Supervisor:
                                  drop_pps=(c["drop"] - o["drop"]) / dt,
                                  fwd_bps=8 * (c["fwd_bytes"] - o["fwd_bytes"]) / dt,
                                  rx=c["rx"], fwd=c["fwd"], drop=c["drop"],
-                                 ratelimited=c["ratelimited"], errors=c["errors"]))
+                                 ratelimited=c["ratelimited"], errors=c["errors"],
+                                 failed=c["failed"]))
         if self.stats_json:
             print(json.dumps(dict(time=time.time(), workers=rows)), file=self.out, flush=True)
             return
         lines = ["%s  %s" % (self.prog, time.strftime("%H:%M:%S")),
-                 "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %3s" % (
+                 "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %8s %3s" % (
                      "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
-                     "Mbit/s", "forwarded", "dropped", "rst")]
+                     "Mbit/s", "forwarded", "dropped", "failed", "rst")]
         for r in rows:
-            lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %3d" % (
+            lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %8d %3d" % (
                 r["worker"], r["queue"], r["cpu"],
-                self.specs[r["worker"]].get("dir_names", ("a->b", "b->a"))[r["dir"]][:6],
+                self.specs[r["worker"]].dir_names[r["dir"]][:6],
                 r["state"], r["rx_pps"],
                 r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6, r["fwd"], r["drop"],
-                r["restarts"]))
+                r["failed"], r["restarts"]))
         if self.rule_names:
             tot = self.totals()["rules"]
             lines.append("rules (packets decided / rate-limited):")
@@ -411,7 +476,7 @@ class Supervisor:
     def prometheus_text(self):
         snap = self.stats.snapshot()
         out = []
-        for f in st.FIELDS:
+        for f in st.ALL_FIELDS:
             out.append("# TYPE netmapy_%s_total counter" % f)
             for w, wk in enumerate(snap):
                 for d in range(2):

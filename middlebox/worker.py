@@ -1,7 +1,8 @@
 """A middlebox worker process: one queue (or queue pair), pinned to one
 core, running a nogil loop from middlebox.loop with counters in shared
 memory.  Started by the supervisor (middlebox.supervisor); everything it
-needs arrives in a picklable spec dict.
+needs arrives in its job (a middlebox.jobs.Job: typed, picklable, ports as
+PortName values), which says what to run.
 """
 
 import ctypes
@@ -67,112 +68,54 @@ def _die_with_parent():
         pass
 
 
-def main(spec, errors=None):
-    """Run one worker until SIGTERM/SIGINT (or its duration) ends it."""
-    from middlebox import loop, stats as st
-    # our C-level SIGTERM/SIGINT handlers stop the loops; the xdp backend
-    # must not replace them with Python ones (those would wait for the GIL)
+def main(job, index, stats_path, parent, errors=None):
+    """Run one job (a middlebox.jobs.Job) as worker ``index`` until
+    SIGTERM/SIGINT (or its duration) ends it; ``stats_path`` is the shared
+    counter file, ``parent`` the supervisor's pid."""
+    from middlebox import stats as st
+    from middlebox.jobs import WorkerContext
+    from netmapy import stop
+    # SIGTERM/SIGINT set the process-wide stop flag (C handlers) that every
+    # loop below reads, also while it never returns to Python; the xdp
+    # backend must not replace them with Python ones (those would wait for
+    # the GIL)
     os.environ["NETMAPY_NO_SIGNAL_HANDLERS"] = "1"
-    loop.install_signal_handlers()
+    stop.reset()
+    stop.install_handlers()
     _die_with_parent()
-    if os.getppid() != spec["parent"]:
+    if os.getppid() != parent:
         return 0                      # the supervisor is already gone
     try:
         os.setpgrp()                  # Ctrl-C reaches the supervisor, which stops us
     except OSError:
         pass
-    w = spec["index"]
-    stats = st.Stats.open(spec["stats"])
+    w = index
+    stats = st.Stats.open(stats_path)
     blk = stats.block(w)
     blk[st.W_PID] = os.getpid()
-    blk[st.W_QUEUE] = spec.get("queue", 0)
-    blk[st.W_CPU] = spec.get("cpu", 0)
+    blk[st.W_QUEUE] = job.queue
+    blk[st.W_CPU] = job.cpu or 0
     blk[st.W_STATE] = 0
     ports = []
     try:
-        if spec.get("cpu") is not None:
-            os.sched_setaffinity(0, {spec["cpu"]})
+        if job.cpu is not None:
+            os.sched_setaffinity(0, {job.cpu})
         import netmapy
         filters = []
-        netmasks = spec.get("netmasks") or (None, None)
-        for d in range(2 if spec["kind"] == "bridge" else 1):
-            f = build_filter(spec.get("filters", []), netmask=netmasks[d])
+        for d in range(job.directions):
+            f = build_filter(job.filters, netmask=job.netmask(d))
             hits, limited = stats.rule_counters(w, d)
             if f.num_counters:
                 f.attach_counters(hits, limited)
             filters.append(f)
-        kw = spec.get("open_kw", {})
-        for name in spec["ports"]:
-            if name.startswith("pipe:"):
-                ports.append(netmapy.open(name, **spec.get("pipe_kw", {})))
-            else:
-                ports.append(netmapy.open(name, netns=spec.get("netns"), **kw))
+        for p in job.ports:
+            ports.append(p.open())
         samples = []
-        if spec.get("sample"):
-            samples.append(netmapy.open("pcap:" + spec["sample"], mode="w", slots=256))
-        if spec["kind"] == "lb":
-            from middlebox import lb
-            from middlebox.filter import Filter
-            signal.signal(signal.SIGTERM, lambda *a: lb.stop())
-            signal.signal(signal.SIGINT, lambda *a: lb.stop())
-            src = ports[0]
-            n = spec["nworkers"]
-            outs = ports[1:1 + n]
-            prio = None
-            pp = None
-            if spec.get("priority"):
-                prio = Filter().add_expression(spec["priority"], netmask=spec.get("netmask"))
-                prio.attach_counters()
-                pp = [("w", ports[1 + n:1 + 2 * n])]
-            b = lb.Balancer(src, [("w", outs)], extra_bufs=spec.get("extra_bufs", 4096),
-                            lossy=spec.get("lossy", False), priority=prio, prio_groups=pp)
-            b.run(counters=blk)
-        elif spec["kind"] == "stage" and spec.get("python"):
-            from netmapy import fastpath
-            signal.signal(signal.SIGTERM, lambda *a: fastpath.stop())
-            signal.signal(signal.SIGINT, lambda *a: fastpath.stop())
-            fn = load_function(spec["python"])
-            lo, out = ports[0], ports[1]
-            hi = ports[2] if len(ports) > 2 else None
-            blk[st.W_STATE] = 1
-            if spec.get("loop"):
-                fn(lo, out, hi)                     # the user's own loop
-            else:
-                fastpath.forward_py(lo, out, fn, counters=blk, hi=hi)
-        elif spec["kind"] == "stage":
-            lo, out = ports[0], ports[1]
-            hi = ports[2] if len(ports) > 2 else None
-            loop.stage(lo, out, filters[0], blk, hi=hi, budget=spec.get("budget", 64),
-                       seconds=spec.get("seconds", 0))
-        elif spec["kind"] == "merge":
-            loop.merge(ports[:-1], ports[-1], blk, seconds=spec.get("seconds", 0))
-        elif spec["kind"] == "bridge" and spec.get("python"):
-            from netmapy import fastpath
-            signal.signal(signal.SIGTERM, lambda *a: fastpath.stop())
-            signal.signal(signal.SIGINT, lambda *a: fastpath.stop())
-            fn = load_function(spec["python"])
-            a, b = ports
-            fastpath.bridge_py(a, b, fn, counters=blk, wait_ms=spec.get("wait_ms", 100),
-                               seconds=spec.get("seconds", 0))
-        elif spec["kind"] == "bridge":
-            a, b = ports
-            loop.bridge(a, b, filters[0], filters[1], blk,
-                        samples[0] if samples else None, None,
-                        wait_ms=spec.get("wait_ms", 100), seconds=spec.get("seconds", 0),
-                        sample_max=spec.get("sample_max", 0))
-        elif spec["kind"] == "offload":
-            src = ports[0]
-            dst = ports[1] if len(ports) > 1 else ports[0]
-            tx_ring = spec["tx_ring"]
-            if tx_ring == "host":                 # the first host TX ring
-                if not dst.host_tx:
-                    raise ValueError("%s has no host TX ring to reinject into" % dst.name)
-                tx_ring = dst.num_tx_rings
-            loop.offload(src, spec.get("rx_ring", 0), dst, tx_ring, filters[0], blk,
-                         samples[0] if samples else None, wait_ms=spec.get("wait_ms", 100),
-                         seconds=spec.get("seconds", 0), sample_max=spec.get("sample_max", 0))
-        else:
-            raise ValueError("unknown worker kind %r" % spec["kind"])
+        if job.sample:
+            samples.append(netmapy.open(netmapy.PortName("pcap", job.sample), mode="w",
+                                        slots=256))
+        job.run(WorkerContext(ports=ports, filters=filters, counters=blk, samples=samples,
+                              index=w))
         for s in samples:
             s.close()
         blk[st.W_STATE] = 3

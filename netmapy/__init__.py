@@ -11,6 +11,11 @@ Ports are named as in netmap (``netmap:eth0-1/R``, ``vale0:p``, pipes
 choosing an implementation (``xdp:``, ``packet:``, ``pipe:``, ``pcap:``).
 Every backend presents the same rings and slots (the netmap ABI); see
 ``netmapy.core`` for the Python objects and ``core.pxd`` for the C API.
+
+An interface whose name the string grammar cannot spell (``nb-mi0``: in
+netmap's names a '-' ends the interface name) is opened by value:
+``netmapy.open(iface="nb-mi0", queue=1)`` or
+``netmapy.open(PortName.interface("nb-mi0", "xdp", queue=1))``.
 """
 
 from .errors import *  # noqa: F401,F403

@@ -3,49 +3,51 @@
     netmapy backends                 which backends this machine can run
     netmapy name 'netmap:eth3~4'     how a port name parses
     netmapy info packet:eth0         open a port and describe it
+    netmapy info nb-mi0 --netns lab  an interface by its Linux name (best backend)
     netmapy pipes                    pipe domains and the pipes in use
     netmapy recv PORT -c 10          receive packets and print a line each
 """
 
-import argparse
 import json
 import os
 import sys
-import time
+
+import click
 
 from . import cli
 
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        description="Inspect netmapy ports, port names, backends and pipes.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1])
-    cli.add_common(p)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    sub.add_parser("backends", help="which backends this machine can run, and why not")
-    s = sub.add_parser("name", help="parse a port name and show its parts")
-    s.add_argument("port")
-    s = sub.add_parser("info", help="open a port and describe its rings and memory")
-    s.add_argument("port")
-    s.add_argument("--netns", help="open it inside this network namespace (ip netns name)")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    s = sub.add_parser("pipes", help="list pipe domains and the pipes in use")
-    s.add_argument("--clean", action="store_true",
-                   help="free pipes whose processes are all gone, remove empty domains")
-    s = sub.add_parser("recv", help="receive packets and print one line each")
-    s.add_argument("port")
-    s.add_argument("-c", "--count", type=int, default=0, help="stop after COUNT packets")
-    s.add_argument("-t", "--timeout", type=float, default=None,
-                   help="stop after SECONDS without a packet")
-    s.add_argument("--netns")
-    s.add_argument("--promisc", action="store_true")
-    return p
+EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("netmapy")
 
 
-def _name(args):
-    from .names import parse_name
-    n = parse_name(args.port)
+@cli.group("netmapy", epilog=EPILOG)
+@cli.common_options
+def command():
+    """Inspect netmapy ports, port names, backends and pipes.
+
+    PORT is a port name (netmap's grammar: packet:eth0, xdp:eth3~4,
+    pipe:x{1, pcap:in.pcap ...) or a Linux interface name as it is
+    (eth0, nb-mi0), opened with --backend.
+    """
+
+
+@command.command("backends")
+@cli.common_options(version=False)
+def _backends():
+    """Which backends this machine can run, and why not."""
+    from .backends import BACKENDS
+    for name, b in BACKENDS.items():
+        ok, why = b.available()
+        print("%-7s %-9s %s%s" % (name, "available" if ok else "no", b.summary,
+                                  "" if ok else "  (%s)" % why))
+
+
+@command.command("name")
+@click.argument("port", type=cli.PORT_OR_IFACE)
+@cli.backend_option()
+@cli.common_options(version=False)
+def _name(port, backend):
+    """Parse a port name (or take an interface name) and show its parts."""
+    n = cli.port_for(port, backend)
     print("name:      %s" % n)
     print("backend:   %s" % n.backend)
     print("interface: %s" % n.ifname)
@@ -56,33 +58,40 @@ def _name(args):
         print("memid:     %d" % n.memid)
     for opt, kv in n.options:
         print("option:    %s %s" % (opt, dict(kv)))
-    if n.upstream() != str(n):
+    if not n.spellable:
+        print("spelling:  none (the interface name has characters netmap's port names "
+              "reserve: open it by value, netmapy.open(iface=%r))" % n.ifname)
+    elif n.upstream() != str(n):
         print("upstream:  %s" % n.upstream())
 
 
-def _backends(args):
-    from .backends import BACKENDS
-    for name, b in BACKENDS.items():
-        ok, why = b.available()
-        print("%-7s %-9s %s%s" % (name, "available" if ok else "no", b.summary,
-                                  "" if ok else "  (%s)" % why))
-
-
-def _info(args):
+@command.command("info")
+@click.argument("port", type=cli.PORT_OR_IFACE)
+@cli.backend_option()
+@cli.netns_option(help="open it inside this network namespace (ip netns name)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@cli.common_options(version=False)
+def _info(port, backend, netns, as_json):
+    """Open a port and describe its rings and memory."""
     import netmapy
-    with netmapy.open(args.port, netns=args.netns) as p:
+    with netmapy.open(cli.port_for(port, backend), netns=netns) as p:
         info = p.info()
-    if args.json:
+    if as_json:
         print(json.dumps(info))
     else:
         for k, v in info.items():
             print("%-14s %s" % (k + ":", v))
 
 
-def _pipes(args):
+@command.command("pipes")
+@click.option("--clean", is_flag=True,
+              help="free pipes whose processes are all gone, remove empty domains")
+@cli.common_options(version=False)
+def _pipes(clean):
+    """List pipe domains and the pipes in use."""
     from .backends import pipe
     d = pipe.rundir()
-    if args.clean:
+    if clean:
         for parent, freed, removed in pipe.clean_stale():
             print("%s: freed %d stale pipe(s)%s" % (parent, freed, ", domain removed" if removed else ""))
     doms = pipe.list_domains()
@@ -92,30 +101,36 @@ def _pipes(args):
         print("%s (%s)" % (parent, os.path.join(d, parent + ".mem")))
 
 
-def _recv(args):
+@command.command("recv")
+@click.argument("port", type=cli.PORT_OR_IFACE)
+@click.option("-c", "--count", type=cli.COUNT, default=0, help="stop after COUNT packets")
+@click.option("-t", "--timeout", type=cli.SECONDS, default=None,
+              help="stop after SEC seconds without a packet")
+@cli.backend_option()
+@cli.netns_option(help="open it inside this network namespace (ip netns name)")
+@click.option("--promisc", is_flag=True, help="promiscuous mode (packet backend)")
+@cli.common_options(version=False)
+def _recv(port, count, timeout, backend, netns, promisc):
+    """Receive packets and print one line each."""
     import netmapy
     n = 0
-    with netmapy.open(args.port, netns=args.netns, **({"promisc": True} if args.promisc else {})) as p:
-        while not args.count or n < args.count:
-            b = p.recv(timeout=args.timeout)
+    with netmapy.open(cli.port_for(port, backend), netns=netns,
+                      **({"promisc": True} if promisc else {})) as p:
+        while not count or n < count:
+            b = p.recv(timeout=timeout)
             if not b:
                 break
             for s in b:
                 data = s.tobytes()
                 print("%d %4d %s" % (n, len(data), data[:32].hex()))
                 n += 1
-                if args.count and n >= args.count:
+                if count and n >= count:
                     break
     print("%d packets" % n, file=sys.stderr)
 
 
-def action(args):
-    return {"name": _name, "backends": _backends, "info": _info, "pipes": _pipes,
-            "recv": _recv}[args.cmd](args)
-
-
 def main(argv=None):
-    return cli.run("netmapy", build_parser, action, argv)
+    return cli.run(command, argv, "netmapy")
 
 
 if __name__ == "__main__":

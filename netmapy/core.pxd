@@ -15,7 +15,8 @@ from netmapy.includes.abi cimport (
     NETMAP_TXRING, NETMAP_RXRING, nm_ring_next, nm_ring_space, nm_ring_empty,
     nm_ring_advance, nm_ring_dist, nm_ring_size, NS_BUF_CHANGED, NS_FORWARD,
     NS_MOREFRAG, NR_FORWARD, NR_TX, NR_RX)
-from netmapy.includes.system cimport POLLIN, POLLOUT, pollfd
+from netmapy.includes.system cimport POLLIN, POLLOUT, EINTR, pollfd
+from netmapy.stop cimport stop_requested, on_eintr
 
 
 cdef struct nm_kring:
@@ -72,6 +73,10 @@ cdef class Port:
     cdef int batch_ring             # RX ring of the batch handed out, or -1
     cdef uint32_t batch_end
     cdef readonly bint eof          # the source has no more packets (pcap)
+    # frames handed to a TX sync that the backend could not send (counted,
+    # released; never counted as sent): a loop that counted them as
+    # forwarded moves the difference across a sync to its failed counter
+    cdef readonly uint64_t tx_failed, tx_failed_bytes
     cdef object _undo               # [(what, callable)] run in reverse on close
     cdef object _rings              # cached Ring objects
     cdef object __weakref__
@@ -116,8 +121,36 @@ cdef inline char *slot_buf(netmap_ring *r, uint32_t i) noexcept nogil:
     return NETMAP_BUF(r, r.slot[i].buf_idx)
 
 
+cdef inline bint clear_eintr(Port p) noexcept nogil:
+    # After a -1 from p: True (and the error cleared) when a signal
+    # interrupted the wait; the loop goes on and sees a stop request.
+    if p.err != EINTR:
+        return False
+    p.err = 0
+    return True
+
+
+cdef inline int interrupted(Port p) except -2 nogil:
+    # After a -1 from p: was it a signal?  1: yes, and a stop is requested
+    # (end the loop); 0: yes, go on (the wait is retried); -1: a real error,
+    # kept in p for raise_error().  Lets Python's handlers run on EINTR
+    # (netmapy.stop.on_eintr), so Ctrl-C still interrupts a loop in a program
+    # that installed no handlers of its own.
+    if not clear_eintr(p):
+        return -1
+    return on_eintr()
+
+
+cdef inline int pair_interrupted(Port a, Port b, int which) except -2 nogil:
+    # interrupted() for the port that failed in poll_pair() (which = -rc:
+    # 1 for a, 2 for b)
+    if which == 1:
+        return interrupted(a)
+    return interrupted(b)
+
+
 cdef int poll_pair(Port a, int ev_a, Port b, int ev_b, int timeout_ms) noexcept nogil
 
 
 cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
-                        bint swap) noexcept nogil
+                        bint swap, uint64_t *too_big=*) noexcept nogil

@@ -198,10 +198,13 @@ def anon_memory(int memid=1, uint32_t nbufs=131072, uint32_t buf_size=2048):
 
 # -------------------------------------------------------------------- port
 cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
-                        bint swap) noexcept nogil:
+                        bint swap, uint64_t *too_big=NULL) noexcept nogil:
     """Move up to limit packets from rx [head, tail) to tx [head, tail):
     by swapping buffer indices (same memory) or by copying.  Advances both
-    heads; returns the number moved."""
+    heads; returns the number moved.  When copying, a packet longer than
+    tx's buffers is never truncated nor written past its buffer: it is
+    released (its RX slot consumed, no TX slot used) and counted in
+    *too_big when given."""
     cdef uint32_t n = nm_ring_space(rx)
     cdef uint32_t m = nm_ring_space(tx)
     cdef uint32_t j, idx, ri = rx.head, ti = tx.head
@@ -211,9 +214,17 @@ cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
         n = m
     if limit < n:
         n = limit
-    for j in range(n):
+    j = 0
+    while j < n and ri != rx.tail:
         rs = &rx.slot[ri]
         ts = &tx.slot[ti]
+        if not swap and rs.len > tx.nr_buf_size:
+            if too_big != NULL:
+                too_big[0] += 1
+            rs.flags = 0
+            ri = ri + 1 if ri + 1 < rx.num_slots else 0
+            continue
+        j += 1
         if swap:
             idx = ts.buf_idx
             ts.buf_idx = rs.buf_idx
@@ -228,7 +239,7 @@ cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
         ti = ti + 1 if ti + 1 < tx.num_slots else 0
     rx.head = rx.cur = ri
     tx.head = tx.cur = ti
-    return n
+    return j
 
 
 @cython.internal

@@ -8,7 +8,7 @@ where there is one, the fix.
 import errno as _errno
 
 __all__ = [
-    "NetmapyError", "PortNameError", "BackendError", "BackendUnavailable",
+    "NetmapyError", "PortNameError", "InterfaceNameError", "BackendError", "BackendUnavailable",
     "InterfaceError", "InterfaceNotFound", "InterfaceDown", "QueueOutOfRange",
     "NoPrivilege", "PortBusy", "QueueBusy", "MemoryMismatch", "CaptureFileError",
     "RingStateError",
@@ -27,6 +27,8 @@ class PortNameError(NetmapyError, ValueError):
     character, or ``''`` at the end), ``expected`` (what the grammar wanted).
     """
 
+    what = "port name"
+
     def __init__(self, name, pos, expected, found=None):
         self.name = name
         self.pos = pos
@@ -35,13 +37,20 @@ class PortNameError(NetmapyError, ValueError):
             found = name[pos] if 0 <= pos < len(name) else ""
         self.found = found
         what = repr(found) if found else "the end of the name"
-        msg = "bad port name %r: at position %d found %s, expected %s" % (
-            name, pos, what, expected)
+        msg = "bad %s %r: at position %d found %s, expected %s" % (
+            self.what, name, pos, what, expected)
         super().__init__(msg)
 
     def caret(self):
         """Two lines: the name and a caret under the offending character."""
         return "%s\n%s^" % (self.name, " " * self.pos)
+
+
+class InterfaceNameError(PortNameError):
+    """A name Linux would not accept for a network interface (empty, more
+    than 15 bytes, '.', '..', or with '/', ':' or whitespace in it)."""
+
+    what = "interface name"
 
 
 class BackendError(NetmapyError):

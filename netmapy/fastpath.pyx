@@ -10,30 +10,16 @@ and returns what it did as a dict.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT, EINTR
-from cpython.exc cimport PyErr_CheckSignals
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
                            nm_ring_space, nm_ring_next, NS_BUF_CHANGED,
-                           ring_move, poll_pair)
+                           ring_move, poll_pair, interrupted, pair_interrupted)
+from netmapy.stop cimport stop_requested
 
 import time
 
-cdef volatile int _stop = 0
-
-
-def stop():
-    """Ask the running loops of this process to return (signal-safe)."""
-    global _stop
-    _stop = 1
-
-
-def reset():
-    global _stop
-    _stop = 0
-
-
-def stopping():
-    """True once stop() was called (user loops check it to end cleanly)."""
-    return bool(_stop)
+# the process-wide stop request (netmapy.stop): stop() from a signal handler
+# or another thread ends every loop; stopping() is what user loops check
+from netmapy.stop import request as stop, reset, requested as stopping
 
 
 cdef inline long long _deadline(double seconds) noexcept nogil:
@@ -60,7 +46,7 @@ def transmit(Port port, frame, long long count=0, double seconds=0,
         raise ValueError("a %d-byte frame does not fit %d-byte buffers" % (ln, port.txr[0].nr_buf_size))
     t0 = time.perf_counter()
     with nogil:
-        while not _stop:
+        while not stop_requested():
             if count and sent >= count:
                 break
             if dl and monotonic_ms() >= dl:
@@ -82,7 +68,9 @@ def transmit(Port port, frame, long long count=0, double seconds=0,
                 sent += n
             rc = port.c_poll(POLLOUT, wait_ms)
             if rc < 0:
-                break
+                if interrupted(port) < 0:
+                    break
+                rc = 0
         if rc >= 0:
             # flush what is queued (without waiting for completion)
             rc = port.c_poll(0, 0)
@@ -106,7 +94,7 @@ def receive(Port port, long long count=0, double seconds=0, int idle_ms=0,
     cdef int rc = 0
     cdef double t0 = time.perf_counter()
     with nogil:
-        while not _stop:
+        while not stop_requested():
             if count and got >= count:
                 break
             now = monotonic_ms()
@@ -116,7 +104,10 @@ def receive(Port port, long long count=0, double seconds=0, int idle_ms=0,
                 break
             rc = port.c_poll(POLLIN, wait_ms)
             if rc < 0:
-                break
+                if interrupted(port) < 0:
+                    break
+                rc = 0
+                continue
             if rc == 0:
                 if port.eof:
                     break
@@ -164,7 +155,7 @@ def forward(Port src, Port dst, long long count=0, double seconds=0,
     if dst.nic_tx == 0 or src.nic_rx == 0:
         raise ValueError("forward() needs RX rings on src and TX rings on dst")
     with nogil:
-        while not _stop:
+        while not stop_requested():
             if count and moved >= count:
                 break
             now = monotonic_ms()
@@ -174,6 +165,9 @@ def forward(Port src, Port dst, long long count=0, double seconds=0,
                 break
             rc = src.c_poll(POLLIN, wait_ms)
             if rc < 0:
+                if interrupted(src) >= 0:
+                    rc = 0
+                    continue
                 which = 1
                 break
             if rc == 0:
@@ -199,10 +193,12 @@ def forward(Port src, Port dst, long long count=0, double seconds=0,
                     if n == 0:
                         # dst full: wait for room, keeping the packets
                         rc = dst.c_poll(POLLOUT, wait_ms)
+                        if rc < 0 and interrupted(dst) >= 0:
+                            rc = 0
                         if rc < 0:
                             which = 2
                             break
-                        if _stop or (dl and monotonic_ms() >= dl):
+                        if stop_requested() or (dl and monotonic_ms() >= dl):
                             break
                 if rc < 0:
                     break
@@ -247,7 +243,7 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
     cdef uint8_t *seen = <uint8_t *>seen_obj
     t0 = time.perf_counter()
     with nogil:
-        while not _stop:
+        while not stop_requested():
             if count and got >= count:
                 break
             if dl and monotonic_ms() >= dl:
@@ -278,7 +274,9 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
             rc = poll_pair(tx, POLLOUT if n == 0 else 0, rx, POLLIN, 0 if n else wait_ms)
             if rc < 0:
                 which = -rc
-                break
+                if pair_interrupted(tx, rx, which) < 0:
+                    break
+                rc = 0
             for i in range(rx.nic_rx):
                 r = rx.rxr[i]
                 got += nm_ring_space(r)
@@ -352,7 +350,7 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
         raise ValueError("bridge() needs RX and TX rings on both ports")
     t0 = time.perf_counter()
     with nogil:
-        while not _stop:
+        while not stop_requested():
             if dl and monotonic_ms() >= dl:
                 break
             # wait for packets, or for room where packets are stuck
@@ -365,7 +363,10 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
             rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
             if rc < 0:
                 which = -rc
-                break
+                if pair_interrupted(a, b, which) < 0:
+                    break
+                rc = 0
+                continue
             _move_all(a, b, swap, ctr)
             _move_all(b, a, swap, ctr + 2)
             for i in range(b.nic_tx):
@@ -403,7 +404,8 @@ cdef uint32_t _move_py(Port src, Port dst, object fn, bint swap, uint64_t *ctr) 
     accepts to dst's TX rings; the rest are dropped.  Stops at an accepted
     packet when TX is full.  ctr (middlebox.stats direction layout): [0] rx,
     [1] rx bytes, [2] forwarded, [3] forwarded bytes, [4] dropped,
-    [5] dropped bytes."""
+    [5] dropped bytes, [7] errors (accepted, but larger than dst's buffers:
+    released, never truncated)."""
     cdef uint32_t i, moved = 0, idx, ri, ti
     cdef netmap_ring *rx
     cdef netmap_ring *tx
@@ -423,7 +425,9 @@ cdef uint32_t _move_py(Port src, Port dst, object fn, bint swap, uint64_t *ctr) 
                 ok = fn(view)
             finally:
                 view.release()
-            if ok:
+            if ok and not swap and rs.len > tx.nr_buf_size:
+                ctr[7] += 1
+            elif ok:
                 if ti == tx.tail:       # TX full: keep this one for later
                     break
                 ts = &tx.slot[ti]
@@ -479,7 +483,7 @@ def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0
         ctr = &cview[0]
     t0 = time.perf_counter()
     ctr[3] = 1                           # state: running
-    while not _stop:
+    while not stop_requested():
         if dl and monotonic_ms() >= dl:
             break
         ev_a = POLLIN
@@ -492,10 +496,8 @@ def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0
             rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
         if rc < 0:
             which = -rc
-            if (which == 1 and a.err == EINTR) or (which == 2 and b.err == EINTR):
-                a.err = b.err = 0
+            if pair_interrupted(a, b, which) >= 0:
                 rc = 0
-                PyErr_CheckSignals()
                 continue
             break
         _move_py(a, b, fn_ab, swap, ctr + 8)
@@ -539,7 +541,7 @@ def forward_py(Port src, Port dst, fn, counters=None, Port hi=None, double secon
         cview = memoryview(counters).cast("B").cast("Q")
         ctr = &cview[0]
     ctr[3] = 1
-    while not _stop:
+    while not stop_requested():
         if dl and monotonic_ms() >= dl:
             break
         if hi is not None:
@@ -549,11 +551,8 @@ def forward_py(Port src, Port dst, fn, counters=None, Port hi=None, double secon
             with nogil:
                 rc = src.c_poll(POLLIN, wait_ms)
         if rc < 0:
-            if src.err == EINTR or (hi is not None and hi.err == EINTR):
-                src.err = 0
-                if hi is not None:
-                    hi.err = 0
-                PyErr_CheckSignals()
+            if interrupted(src if hi is None or rc != -1 else hi) >= 0:
+                rc = 0
                 continue
             (src if hi is None or rc != -1 else hi).raise_error()
         if hi is not None:

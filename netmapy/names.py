@@ -71,10 +71,20 @@ and ``sys/dev/netmap/netmap_bdg.c``):
   ``{``/``}`` pipe part).  So **a '-' always ends the interface name**: an
   interface called ``veth-a`` cannot be named in netmap (``netmap:veth-a``
   is interface ``veth`` with ring ``a``, an error).  netmapy keeps the same
-  rule for every backend, so a name means the same thing everywhere; rename
-  such interfaces (``ip link set veth-a name veth_a``).  ``~``, ``{``, ``}``,
-  ``:`` and whitespace are reserved as well.  Linux limits interface names
-  to 15 characters (IFNAMSIZ 16) and forbids ``.`` and ``..``; so do we.
+  rule for every backend, so a string means the same thing everywhere.
+  ``~``, ``{``, ``}``, ``:`` and whitespace are reserved as well.  Linux
+  limits interface names to 15 characters (IFNAMSIZ 16) and forbids ``.``
+  and ``..``; so do we.
+* Interfaces whose names the string cannot carry.  Linux accepts any name
+  of at most 15 bytes without '/', ':' or whitespace, so ``veth-a``,
+  ``nb-mi0`` or docker's ``br-1a2b3c4d5e6f`` are real interfaces.  They are
+  opened structurally, never by writing a string: ``PortName.interface
+  ("nb-mi0", "xdp", queue=1)`` (or ``netmapy.open(iface="nb-mi0")``) builds
+  the value directly, ``canonical()`` validates it (the interface name by
+  the kernel's rules, everything else by the grammar), and every backend
+  opens it.  ``str()`` of such a PortName is for display only (it does not
+  parse back: ``spellable`` says whether it does); the commands take
+  interface names and carry PortName values to their workers.
 * VALE port names are identifiers (letters, digits, ``_``) of at most 15
   characters (the kernel's ``nm_bdg_name_validate``).
 * Ring numbers.  libnetmap reads them with ``strtol`` and accepts
@@ -130,13 +140,14 @@ and ``sys/dev/netmap/netmap_bdg.c``):
 import enum
 from dataclasses import dataclass, field, replace
 
-from .errors import PortNameError
+from .errors import InterfaceNameError, PortNameError
 
 __all__ = [
     "Mode", "PortName", "parse_name", "OptionSpec", "OPTIONS",
     "BACKENDS", "BACKEND_RULES", "BackendRules", "FLAGS", "MAX_RING",
     "MAX_MEMID", "MAX_IFNAME", "MAX_SWITCH", "MAX_PIPE_PARENT",
     "uint_value", "choice_value", "word_value", "path_value", "port_value",
+    "check_ifname", "INTERFACE_BACKENDS",
 ]
 
 #: Backends, as stored in ``PortName.backend``.
@@ -175,6 +186,45 @@ _PATH_CHARS = frozenset(_ALNUM + "_.-/")
 # "{}", netmapy: "~").
 _SEPARATORS = frozenset("-*^{}~/@")
 _RESERVED = _SEPARATORS | {":"}
+
+#: Backends whose base name is a Linux interface name.
+INTERFACE_BACKENDS = ("netmap", "xdp", "packet")
+
+
+def _ifname_problem(ifname):
+    """(index, what is wrong) if Linux would refuse ``ifname`` as an
+    interface name, else None.  The kernel's rule (dev_valid_name): 1..15
+    bytes, not '.' or '..', no '/', ':', NUL or whitespace."""
+    if not isinstance(ifname, str) or not ifname:
+        return 0, "a non-empty interface name"
+    if ifname in (".", ".."):
+        return 0, "an interface name other than '.' or '..'"
+    for k, c in enumerate(ifname):
+        if c in "/:\0" or c.isspace():
+            return k, ("an interface name character (Linux allows anything but "
+                       "'/', ':' and whitespace)")
+    if len(ifname.encode("utf-8", "surrogateescape")) > MAX_IFNAME:
+        return MAX_IFNAME, "at most %d bytes in an interface name" % MAX_IFNAME
+    return None
+
+
+def check_ifname(ifname):
+    """Return ``ifname`` if Linux accepts it as an interface name (1..15
+    bytes, not '.' or '..', no '/', ':' or whitespace; '-' and the other
+    characters netmap's port names reserve are fine), else raise
+    InterfaceNameError (a PortNameError) naming the offending character."""
+    bad = _ifname_problem(ifname)
+    if bad is not None:
+        text = ifname if isinstance(ifname, str) else repr(ifname)
+        raise InterfaceNameError(text, bad[0], bad[1])
+    return ifname
+
+
+def _spellable_ifname(ifname):
+    """Whether the string grammar can carry this interface name."""
+    return (0 < len(ifname) <= MAX_IFNAME and ifname not in (".", "..")
+            and all("!" <= c <= "~" and c not in _RESERVED for c in ifname))
+
 
 _PREFIX_HINT = ("a backend prefix such as netmap:, xdp:, packet:, pipe:, "
                 "pcap: (or valeN: for a VALE switch)")
@@ -303,7 +353,7 @@ def word_value(value):
     return value
 
 
-word_value.kind = "word"
+word_value.kind = "word"  # type: ignore[attr-defined]
 
 
 def path_value(value):
@@ -313,7 +363,7 @@ def path_value(value):
     return value
 
 
-path_value.kind = "path"
+path_value.kind = "path"  # type: ignore[attr-defined]
 
 
 def port_value(value):
@@ -324,7 +374,7 @@ def port_value(value):
         raise _BadValue(e.pos, e.expected + " (in the port name %r)" % value)
 
 
-port_value.kind = "port"
+port_value.kind = "port"  # type: ignore[attr-defined]
 
 _RING_ONLY = frozenset({"netmap", "vale"})
 _ALL_BUT_PCAP = frozenset(BACKENDS) - {"pcap"}
@@ -438,6 +488,45 @@ class PortName:
         """Same as ``parse_name(name)``."""
         return parse_name(name)
 
+    @classmethod
+    def interface(cls, ifname, backend="netmap", queue=None, *, single_rx=False,
+                  host=False, rx_only=False, tx_only=False, options=()):
+        """A port on the Linux interface ``ifname``, built structurally.
+
+        ``ifname`` is the interface's own name: anything the kernel accepts
+        ('-' included, e.g. ``nb-mi0``), no port-name string involved.
+        ``backend``: "netmap" (the best available), "xdp" or "packet".
+        ``queue=N``: ring pair N (``-N``); with ``single_rx=True`` only RX
+        queue N (``~N``).  ``host=True``: the host rings instead (``^``, or
+        host ring pair N with ``queue``).  ``rx_only`` / ``tx_only``: the
+        ``R`` / ``T`` flags.  Returns a validated PortName (PortNameError
+        if the backend does not take that combination).
+        """
+        if backend not in INTERFACE_BACKENDS:
+            raise ValueError("an interface port's backend is one of %s, not %r"
+                             % (", ".join(INTERFACE_BACKENDS), backend))
+        check_ifname(ifname)
+        if single_rx and (queue is None or host):
+            raise ValueError("single_rx=True needs a queue number (and no host=True)")
+        if queue is not None and (not isinstance(queue, int) or isinstance(queue, bool)):
+            raise TypeError("queue must be an int, not %s" % type(queue).__name__)
+        if host:
+            mode = Mode.SW if queue is None else Mode.ONE_SW
+        elif queue is None:
+            mode = Mode.ALL_NIC
+        else:
+            mode = Mode.SINGLE_RX if single_rx else Mode.ONE_NIC
+        flags = frozenset(("R",) if rx_only else ()) | frozenset(("T",) if tx_only else ())
+        return cls(backend, ifname, None, mode, queue, flags, None,
+                   options).canonical()
+
+    @property
+    def spellable(self):
+        """True if ``str(self)`` parses back to this PortName: False for an
+        interface whose name the string grammar cannot carry ('-', '~',
+        '@' ... in it), which is opened as a value instead."""
+        return self.backend not in INTERFACE_BACKENDS or _spellable_ifname(self.ifname)
+
     def __str__(self):
         if self.backend == "pcap":
             return "pcap:" + self.ifname
@@ -487,11 +576,26 @@ class PortName:
         return None
 
     def canonical(self):
-        """Validate a hand-built PortName: ``parse_name(str(self))``.
+        """Validate a hand-built PortName; returns its canonical form.
 
-        Raises PortNameError if it does not follow the grammar, or if it does
-        not survive the round trip (a pcap: port with suffixes).
+        Every part is checked against the grammar (as
+        ``parse_name(str(self))`` would); the interface name of a netmap:,
+        xdp: or packet: port by the kernel's rules instead, so that an
+        interface such as ``nb-mi0`` is a valid PortName even though the
+        string grammar cannot spell it.  Raises PortNameError if it does not
+        follow the grammar, or if it does not survive the round trip (a
+        pcap: port with suffixes).
         """
+        if not self.spellable:
+            check_ifname(self.ifname)
+            stand_in = replace(self, ifname="x")
+            try:
+                checked = stand_in.canonical()
+            except PortNameError as e:
+                head = len(self.backend) + 1
+                pos = e.pos if e.pos <= head else e.pos + len(self.ifname) - 1
+                raise PortNameError(str(self), pos, e.expected) from None
+            return replace(checked, ifname=self.ifname)
         text = str(self)
         parsed = parse_name(text)
         if parsed != self and self.backend == "pcap":
@@ -553,9 +657,11 @@ class _Parser:
             hint = ""
             if sym == "-" and self.peek(i) and self.peek(i) not in _RESERVED \
                     and not self.peek(i).isspace():
-                hint = (" (a '-' ends the interface name, so names "
-                        "containing '-' cannot be used: rename the "
-                        "interface)")
+                hint = (" (a '-' ends the interface name in a port name; "
+                        "an interface whose name contains '-' is opened by "
+                        "its name alone: netmapy.open(iface=NAME) or "
+                        "PortName.interface(NAME), and every command takes "
+                        "interface names as they are)")
             self.fail(i, "%s (digits) after '%s'%s" % (what, sym, hint))
         digits = s[i:j].lstrip("0") or "0"
         value = int(digits) if len(digits) <= 6 else high + 1

@@ -63,7 +63,8 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from netmapy.includes.system cimport POLLIN, POLLOUT
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
-                           nm_ring_space, nm_ring_next, ring_move)
+                           nm_ring_space, nm_ring_next, ring_move, clear_eintr)
+from netmapy.stop cimport stop_requested
 from netmapy.backends.pcap cimport PcapPort
 
 import math
@@ -612,195 +613,17 @@ MAGIC = PG_MAGIC
 MIN_FRAME = PG_MIN_LEN
 HEADER_LEN = 16
 HIST_BUCKETS = PG_HIST_N
-# the usual "simple IMIX": 7 x 64, 4 x 570, 1 x 1518 bytes on the wire (with
-# the 4-byte FCS), i.e. frames of 60, 566 and 1514 bytes in the buffer
-IMIX = ((60, 566, 1514), (7, 4, 1))
-MAX_FRAME = 65535
 
-cdef volatile int _stop = 0
-
-
-def stop():
-    """Ask every pktgen loop of this process to return (signal-safe)."""
-    global _stop
-    _stop = 1
-
-
-def reset():
-    """Clear a stop() request (before starting new loops)."""
-    global _stop
-    _stop = 0
+# stop() asks every loop of this process to return (signal-safe), reset()
+# clears that: the process-wide stop request of netmapy.stop
+from netmapy.stop import request as stop, reset
 
 
 # ------------------------------------------------------------------ parsing
-_SI = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
-
-
-class Rate:
-    """A rate: ``value`` per second in ``unit`` "pps" (packets) or "bps"
-    (bits of frames, as the interface counts bytes x 8)."""
-    __slots__ = ("value", "unit")
-
-    def __init__(self, value, unit="pps"):
-        if unit not in ("pps", "bps"):
-            raise ValueError("rate unit must be pps or bps, not %r" % (unit,))
-        value = float(value)
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError("a rate must be a positive number, not %r" % (value,))
-        self.value = value
-        self.unit = unit
-
-    def __repr__(self):
-        return "Rate(%r, %r)" % (self.value, self.unit)
-
-    def __str__(self):
-        return "%s%s" % (si(self.value), self.unit)
-
-    def __eq__(self, other):
-        return isinstance(other, Rate) and (self.value, self.unit) == (other.value, other.unit)
-
-    def split(self, n):
-        """This rate shared by n workers."""
-        return Rate(self.value / n, self.unit)
-
-
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([kKmMgG]?)\s*"
-                      r"(pps|p/s|bps|b/s|bit/s|bits/s|bit|bits)?\s*$")
-
-
-def parse_rate(text):
-    """'100k', '1.5Mpps', '200Mbps', '10kbit', '2.5e5' -> Rate.  No unit
-    means packets per second."""
-    if isinstance(text, Rate):
-        return text
-    if isinstance(text, (int, float)):
-        return Rate(text, "pps")
-    m = _RATE_RE.match(str(text))
-    if not m:
-        raise ValueError("rate %r: expected a number with an optional k/M/G and an optional "
-                         "unit pps or bps, such as 100k, 1.5Mpps or 200Mbps" % (text,))
-    v = float(m.group(1)) * (10.0 ** int(m.group(2)) if m.group(2) else 1.0) * _SI[m.group(3)]
-    unit = m.group(4) or "pps"
-    unit = "pps" if unit in ("pps", "p/s") else "bps"
-    if v <= 0:
-        raise ValueError("rate %r: must be more than 0" % (text,))
-    if unit == "pps" and v > 1e9:
-        raise ValueError("rate %r: %s pps is beyond any interface (at most 1G pps)" % (text, si(v)))
-    if unit == "bps" and v < 480:
-        raise ValueError("rate %r: less than one minimum-size frame (480 bits) per second" % (text,))
-    return Rate(v, unit)
-
-
-class SizeSpec:
-    """Frame sizes (bytes without FCS): ``fixed`` (one size), ``range``
-    (uniform in [lo, hi]) or ``imix`` (sizes with integer weights, sent in
-    a fixed interleaved cycle so that every cycle has the exact mix)."""
-    __slots__ = ("kind", "sizes", "weights")
-
-    def __init__(self, kind, sizes, weights=None):
-        self.kind = kind
-        self.sizes = tuple(int(s) for s in sizes)
-        self.weights = tuple(int(w) for w in (weights or (1,) * len(self.sizes)))
-        if kind not in ("fixed", "range", "imix"):
-            raise ValueError("size kind must be fixed, range or imix")
-        if kind == "fixed" and len(self.sizes) != 1 or kind == "range" and len(self.sizes) != 2:
-            raise ValueError("a %s size takes %d value(s)" % (kind, 1 if kind == "fixed" else 2))
-        if not self.sizes or len(self.weights) != len(self.sizes):
-            raise ValueError("imix: as many weights as sizes are needed")
-        for s in self.sizes:
-            if s < PG_MIN_LEN:
-                raise ValueError("frame size %d is below the %d-byte minimum (Ethernet "
-                                 "without FCS)" % (s, PG_MIN_LEN))
-            if s > MAX_FRAME:
-                raise ValueError("frame size %d is above %d" % (s, MAX_FRAME))
-        if kind == "range" and self.sizes[0] > self.sizes[1]:
-            raise ValueError("size range %d-%d is empty: write the smaller size first"
-                             % self.sizes)
-        if any(w <= 0 for w in self.weights):
-            raise ValueError("imix weights must be positive integers")
-        if sum(self.weights) > 1000000:
-            raise ValueError("imix weights add up to more than 1000000: divide them")
-
-    @property
-    def min(self):
-        return min(self.sizes)
-
-    @property
-    def max(self):
-        return max(self.sizes)
-
-    def mean(self):
-        if self.kind == "range":
-            return (self.sizes[0] + self.sizes[1]) / 2.0
-        return sum(s * w for s, w in zip(self.sizes, self.weights)) / float(sum(self.weights))
-
-    def cycle(self):
-        """The imix order: smooth weighted round robin over the sizes."""
-        cur = [0] * len(self.sizes)
-        tot = sum(self.weights)
-        out = []
-        for _ in range(tot):
-            for i, w in enumerate(self.weights):
-                cur[i] += w
-            best = max(range(len(cur)), key=lambda i: cur[i])
-            cur[best] -= tot
-            out.append(self.sizes[best])
-        return out
-
-    def __str__(self):
-        if self.kind == "fixed":
-            return "%d bytes" % self.sizes[0]
-        if self.kind == "range":
-            return "%d-%d bytes (uniform)" % self.sizes
-        return "imix %s of %s bytes" % (":".join(map(str, self.weights)),
-                                         "/".join(map(str, self.sizes)))
-
-    def __repr__(self):
-        return "SizeSpec(%r, %r, %r)" % (self.kind, self.sizes, self.weights)
-
-    def __eq__(self, other):
-        return isinstance(other, SizeSpec) and (self.kind, self.sizes, self.weights) == \
-            (other.kind, other.sizes, other.weights)
-
-
-def _int(text, what):
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise ValueError("%s: %r is not a number" % (what, text)) from None
-
-
-def parse_sizes(text):
-    """'60', '60-1500', 'imix' (7:4:1 of 60/566/1514: the 64/570/1518-byte
-    wire frames), 'imix:64,570,1518:7,4,1' -> SizeSpec."""
-    if isinstance(text, SizeSpec):
-        return text
-    if isinstance(text, int):
-        return SizeSpec("fixed", (text,))
-    t = str(text).strip()
-    what = "size %r" % (text,)
-    if t.lower() == "imix":
-        return SizeSpec("imix", IMIX[0], IMIX[1])
-    if t.lower().startswith("imix:"):
-        parts = t[5:].split(":")
-        if len(parts) > 2 or not parts[0]:
-            raise ValueError("%s: expected imix:SIZE,SIZE,...[:WEIGHT,WEIGHT,...]" % what)
-        sizes = [_int(x.strip(), what) for x in parts[0].split(",")]
-        weights = [_int(x.strip(), what) for x in parts[1].split(",")] if len(parts) > 1 \
-            else [1] * len(sizes)
-        if len(weights) != len(sizes):
-            raise ValueError("%s: %d sizes but %d weights" % (what, len(sizes), len(weights)))
-        return SizeSpec("imix", sizes, weights)
-    if "-" in t:
-        lo, _, hi = t.partition("-")
-        lo, hi = _int(lo.strip(), what), _int(hi.strip(), what)
-        if lo == hi:
-            return SizeSpec("fixed", (lo,))
-        return SizeSpec("range", (lo, hi))
-    if not t.isdigit():
-        raise ValueError("%s: expected bytes (60), a range (60-1500), imix or "
-                         "imix:SIZES:WEIGHTS" % what)
-    return SizeSpec("fixed", (int(t),))
+# the one rate/size parser of netmapy (re-exported here, where they began)
+from .units import Rate, SizeSpec, parse_rate, parse_sizes, si, IMIX, MAX_FRAME, _int
+from . import units as _units
+assert _units.MIN_FRAME == PG_MIN_LEN
 
 
 def _ip(text, what):
@@ -872,15 +695,6 @@ def parse_mac(text, what="MAC"):
 
 def _fmt_ip(v):
     return socket.inet_ntoa(struct.pack("!I", v))
-
-
-def si(v, digits=3):
-    """1234567 -> '1.23M' (k, M, G)."""
-    v = float(v)
-    for p, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= p:
-            return "%.*g%s" % (digits, v / p, s)
-    return "%.*g" % (digits, v)
 
 
 # --------------------------------------------------------------- generator
@@ -1233,7 +1047,7 @@ cdef Counters _counters(counters):
 
 
 cdef inline bint _stopped(uint64_t *c) noexcept nogil:
-    return _stop != 0 or pg_get(c, PGC_STOP) != 0
+    return stop_requested() or pg_get(c, PGC_STOP) != 0
 
 
 cdef int _check_signals() noexcept with gil:
@@ -1381,10 +1195,14 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
                 if n > max_batch:
                     max_batch = n
                 rc = port.c_poll(0, 0)
+                if rc < 0 and clear_eintr(port):
+                    rc = 0
             else:
                 # every TX ring is full: sleep until the backend takes some
                 full += 1
                 rc = port.c_poll(POLLOUT, wait_ms)
+                if rc < 0 and clear_eintr(port):
+                    rc = 0
             if rc < 0:
                 break
             pg_set(c, PGC_TX_PACKETS, sent)
@@ -1396,6 +1214,8 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
                 pg_set(c, PGC_SLEEPS, pc.sleeps)
         if rc >= 0:
             rc = port.c_poll(0, 0)
+            if rc < 0 and clear_eintr(port):
+                rc = 0
         pg_set(c, PGC_TX_PACKETS, sent)
         pg_set(c, PGC_TX_BYTES, nbytes)
         pg_set(c, PGC_T1, pg_now())
@@ -1508,6 +1328,8 @@ def receive(Port port, long long count=0, double seconds=0, double idle=0,
                         continue
                 else:
                     rc = port.c_poll(POLLIN, wait_ms)
+                    if rc < 0 and clear_eintr(port):
+                        rc = 0
                 if rc < 0:
                     break
                 if rc == 0:
@@ -1627,6 +1449,8 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
                 t = port.txr[0]
                 if nm_ring_space(t) == 0:
                     rc = port.c_poll(POLLOUT, 100)
+                    if rc < 0 and clear_eintr(port):
+                        rc = 0
                     if rc < 0:
                         break
                     continue
@@ -1670,6 +1494,8 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
                         if wait > 100:
                             wait = 100
                         rc = port.c_poll(POLLIN, wait)
+                        if rc < 0 and clear_eintr(port):
+                            rc = 0
                     if rc < 0:
                         break
                     if rc == 0:
@@ -1769,6 +1595,8 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
             else:
                 ev = POLLOUT if pending else POLLIN
                 rc = port.c_poll(ev, wait_ms)
+                if rc < 0 and clear_eintr(port):
+                    rc = 0
                 if rc >= 0 and pending:
                     rc = _rx_sync_all(port)
             if rc < 0:
@@ -1792,6 +1620,8 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
                 got += n
                 done += ring_move(rx, tx, n, True)
             rc = port.c_poll(0, 0)
+            if rc < 0 and clear_eintr(port):
+                rc = 0
             if rc < 0:
                 break
             pg_set(c, PGC_REFLECTED, done)
@@ -1801,6 +1631,8 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
             pg_set(c, PGC_TX_BYTES, nbytes)
         if rc >= 0:
             rc = port.c_poll(0, 0)
+            if rc < 0 and clear_eintr(port):
+                rc = 0
         pg_set(c, PGC_T1, pg_now())
     ctr.set_state("failed" if rc < 0 else "done")
     if rc < 0:
@@ -1813,9 +1645,11 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
 
 def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None,
            long long count=0, double seconds=0, uint32_t batch=512,
-           Counters counters=None, int wait_ms=100):
+           Counters counters=None, int wait_ms=100, long long loops=1):
     """Send the frames of a capture (``src``, a ``pcap:`` port opened for
-    reading) out of ``dst``, in order:
+    reading) out of ``dst``, in order, ``loops`` times (0: until ``count``
+    or ``seconds`` ends it; with recorded timing each pass starts right
+    after the previous one):
 
     - ``timing=True``: at the recorded times, divided by ``speed`` (2.0:
       twice as fast); the first frame leaves at once.  Frames recorded out
@@ -1835,6 +1669,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
     cdef int64_t early = 5000
     cdef uint32_t j
     cdef bint started = False, paced
+    cdef long long passes = 1
     cdef netmap_ring *r
     cdef netmap_ring *t
     cdef long slack
@@ -1851,6 +1686,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
         raise ValueError("speed must be a positive factor (2.0: twice as fast), not %r" % speed)
     if src.closed or src.nic_rx == 0 or src.ts_ns == NULL:
         raise ValueError("replay() reads a capture opened for reading (pcap:FILE)")
+    if loops < 0:
+        raise ValueError("loops must be >= 0 (0: until count or seconds), not %d" % loops)
     _check_fits(dst, 0)
     ctr.set_state("running")
     with nogil:
@@ -1877,17 +1714,29 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             if r.head == r.tail:
                 if pend:
                     rc = dst.c_poll(0, 0)
+                    if rc < 0 and clear_eintr(dst):
+                        rc = 0
                     pend = 0
                     if rc < 0:
                         break
                 if src.eof:
-                    break
+                    if loops and passes >= loops:
+                        break
+                    if src.c_rewind() < 0:
+                        rc = -2
+                        break
+                    passes += 1
+                    started = False         # recorded timing: restart the clock
+                    if timing:
+                        prev_due = 0
                 if src.c_rxsync(0) < 0:
                     rc = -2
                     break
                 continue
             if nm_ring_space(t) == 0:
                 rc = dst.c_poll(POLLOUT, wait_ms)
+                if rc < 0 and clear_eintr(dst):
+                    rc = 0
                 pend = 0
                 if rc < 0:
                     break
@@ -1908,6 +1757,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                 if due > now:
                     if pend:
                         rc = dst.c_poll(0, 0)
+                        if rc < 0 and clear_eintr(dst):
+                            rc = 0
                         pend = 0
                         if rc < 0:
                             break
@@ -1924,6 +1775,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                 if pc.tokens < cost:
                     if pend:
                         rc = dst.c_poll(0, 0)
+                        if rc < 0 and clear_eintr(dst):
+                            rc = 0
                         pend = 0
                         if rc < 0:
                             break
@@ -1937,6 +1790,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             pend += 1
             if pend >= batch or nm_ring_space(t) == 0:
                 rc = dst.c_poll(0, 0)
+                if rc < 0 and clear_eintr(dst):
+                    rc = 0
                 pend = 0
                 if rc < 0:
                     break
@@ -1945,6 +1800,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             pg_set(c, PGC_LATE, late)
         if rc >= 0:
             rc = dst.c_poll(0, 0)
+            if rc < 0 and clear_eintr(dst):
+                rc = 0
         pg_set(c, PGC_TX_PACKETS, sent)
         pg_set(c, PGC_TX_BYTES, nbytes)
         pg_set(c, PGC_SLEEPS, sleeps + (pc.sleeps if paced else 0))
@@ -1962,5 +1819,5 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
         _raise_pending()
     snap = ctr.snapshot(False)
     return dict(packets=sent, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
-                late=late, mode="timing x%g" % speed if timing else
+                late=late, passes=passes, mode="timing x%g" % speed if timing else
                 ("rate %s" % r_obj if paced else "as fast as possible"))

@@ -53,7 +53,6 @@ Command line: ``python -m netmapy.preflight [--netns NS] [--bridge]
 [--forward] NAME...`` prints the findings and exits 1 if any is an error.
 """
 
-import argparse
 import ctypes
 import errno
 import fcntl
@@ -65,7 +64,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import iface
+import click
+
+from . import cli, iface
 from . import netmap_req
 from .errors import InterfaceError, InterfaceNotFound, NetmapyError
 from .names import PortName, parse_name
@@ -508,7 +509,7 @@ def _name_to_request(name, **kw):
     if isinstance(name, netmap_req.RegisterRequest):
         return name
     if isinstance(name, str) and ":" not in name:
-        name = "netmap:" + name
+        name = PortName.interface(name)       # an interface, by its Linux name
     p = name if isinstance(name, PortName) else parse_name(name)
     if p.backend not in ("netmap", "vale"):
         p = p.with_backend("netmap")
@@ -748,26 +749,26 @@ def _pool_findings(req, state, ch, rp, ifname, netns=None):
 
 # ----------------------------------------------------------- command line
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(
-        prog="python -m netmapy.preflight",
-        description="Check interfaces before opening netmap ports; print each "
-                    "problem with its fix.")
-    ap.add_argument("names", nargs="+", metavar="NAME",
-                    help="port names (netmap:eth3~4, netmap:eth3*) or interfaces")
-    ap.add_argument("--netns", help="network namespace of the interfaces")
-    ap.add_argument("--bridge", action="store_true",
-                    help="the ports will bridge (check promiscuous mode)")
-    ap.add_argument("--forward", action="store_true",
-                    help="transparent forwarding (NS_FORWARD) will be used")
-    ap.add_argument("--ethtool", action="store_true",
-                    help="read offloads by running ethtool -k (default: ioctl)")
-    a = ap.parse_args(argv)
+@cli.command("netmapy-preflight", epilog="examples:\n"
+             "  python3 -m netmapy.preflight eth3 netmap:eth3~4\n"
+             "  python3 -m netmapy.preflight --netns mbox --bridge netmap:a0 netmap:b0")
+@click.argument("names", nargs=-1, required=True, metavar="PORT|IFACE...",
+                type=cli.PORT_OR_IFACE)
+@cli.netns_option(help="network namespace of the interfaces")
+@click.option("--bridge", is_flag=True, help="the ports will bridge (check promiscuous mode)")
+@click.option("--forward", is_flag=True,
+              help="transparent forwarding (NS_FORWARD) will be used")
+@click.option("--ethtool", is_flag=True,
+              help="read offloads by running ethtool -k (default: ioctl)")
+@cli.common_options
+def command(names, netns, bridge, forward, ethtool):
+    """Check interfaces before opening netmap ports; print each problem with
+    its fix.  PORT|IFACE: port names (netmap:eth3~4, netmap:eth3*) or
+    interfaces by their Linux names."""
     errors = 0
-    for n in a.names:
+    for n in names:
         try:
-            fs = check(n, netns=a.netns, bridge=a.bridge, forward=a.forward,
-                       use_ethtool_cli=a.ethtool)
+            fs = check(n, netns=netns, bridge=bridge, forward=forward, use_ethtool_cli=ethtool)
         except (NetmapyError, OSError, ValueError) as e:
             print("error: %s: %s" % (n, e))
             errors += 1
@@ -778,6 +779,10 @@ def main(argv=None):
             print(f)
             errors += f.severity == "error"
     return 1 if errors else 0
+
+
+def main(argv=None):
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":          # pragma: no cover

@@ -8,7 +8,7 @@ bpf() system call.  It has three parts:
   backward jumps resolved when the program is finished;
 * the programs the backend attaches or runs: the dispatcher attached to an
   interface (``dispatcher``), a per-queue flow filter (``steer_program``),
-  the program used to inject frames into the host stack (``pass_program``)
+  the tcx program that hands frames to the host stack (``inject_program``)
   and a drop-everything program for benchmarks (``drop_program``);
 * a translator from classic BPF (what ``pcap_compile`` and ``tcpdump -ddd``
   produce) to eBPF (``translate``), so that tcpdump expressions select the
@@ -48,17 +48,18 @@ from .errors import BackendError
 __all__ = [
     "Asm", "SteerError", "BpfTranslateError", "compile_filter", "cbpf_match", "translate",
     "dispatcher", "steer_program", "value_program",
-    "pass_program", "drop_program", "parse_cbpf", "XDP_ABORTED", "XDP_DROP",
+    "inject_program", "drop_program", "parse_cbpf", "XDP_ABORTED", "XDP_DROP",
     "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "PROG_NAME", "STEER_NAME",
-    "INJECT_NAME", "XSKMAP_NAME", "PROGMAP_NAME",
+    "INJECT_NAME", "XSKMAP_NAME", "PROGMAP_NAME", "CHAIN_NAME",
 ]
 
 # names the backend gives its kernel objects (BPF_OBJ_NAME_LEN is 16)
 PROG_NAME = "netmapy_xdp"
 STEER_NAME = "netmapy_steer"
-INJECT_NAME = "netmapy_inject"
+INJECT_NAME = "netmapy_inject"     # tcx egress: host-stack injection
 XSKMAP_NAME = "netmapy_xsks"
 PROGMAP_NAME = "netmapy_filters"
+CHAIN_NAME = "netmapy_chain"      # per port: what runs after a steer match
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 
@@ -88,6 +89,14 @@ FN_GET_SMP_PROCESSOR_ID = 8
 FN_TAIL_CALL = 12
 FN_REDIRECT_MAP = 51
 FN_XDP_GET_BUFF_LEN = 188
+FN_REDIRECT = 23
+FN_GET_SOCKET_COOKIE = 46
+
+# tc programs: struct __sk_buff offsets, flags, verdicts
+SKB_IFINDEX = 40
+BPF_F_INGRESS = 1
+TCX_NEXT = -1
+PROG_TYPE_XDP, PROG_TYPE_SCHED_CLS = 6, 3
 
 # struct xdp_md offsets
 MD_DATA, MD_DATA_END, MD_DATA_META, MD_IFINDEX, MD_RX_QUEUE = 0, 4, 8, 12, 16
@@ -177,6 +186,12 @@ class Asm:
 
     def st_imm(self, size, dst, off, imm):
         return self.emit(ST | MEM | size, dst, 0, off, imm)
+
+    def ld_imm64(self, dst, value):
+        value &= 0xffffffffffffffff
+        i = self.emit(LD | DW | IMM, dst, 0, 0, value & 0xffffffff)
+        self.emit(0, 0, 0, 0, value >> 32)
+        return i
 
     def ld_map(self, dst, name):
         i = self.emit(LD | DW | IMM, dst, PSEUDO_MAP_FD, 0, 0)
@@ -315,11 +330,22 @@ def dispatcher():
     return a
 
 
-def pass_program():
-    """return XDP_PASS: run with BPF_PROG_RUN in live-frame mode it hands a
-    frame to the host stack as if the interface had received it."""
+def inject_program(cookie):
+    """The tcx egress program of host-stack injection (a SCHED_CLS
+    program): a packet sent by the socket whose cookie is ``cookie`` is
+    redirected to the ingress of the interface it was sent on; every other
+    packet goes on (TCX_NEXT).  See netmapy/includes/nm_inject.h."""
     a = Asm()
-    a.ret(XDP_PASS)
+    a.mov64(6, 1)                          # r6 = skb
+    a.call(FN_GET_SOCKET_COOKIE)           # r0 = cookie of skb->sk, 0 if none
+    a.ld_imm64(1, cookie)
+    a.jmp(JNE, 0, "next", src=1, wide=True)
+    a.ldx(W, 1, 6, SKB_IFINDEX)            # r1 = skb->ifindex
+    a.mov64_imm(2, BPF_F_INGRESS)
+    a.call(FN_REDIRECT)
+    a.exit()
+    a.label("next")
+    a.ret(TCX_NEXT)
     return a
 
 
@@ -339,10 +365,13 @@ def parse_cbpf(text, source="<bpf>"):
     return _cbpf.parse_text(text, source, BpfTranslateError)
 
 
-def steer_program(cbpf, match_action=None, source=None, loop_limit=None):
+def steer_program(cbpf, match_action=None, source=None, loop_limit=None, chain=False):
     """The filter program for one queue: runs the classic BPF ``cbpf`` (a
     list of (code, jt, jf, k)) on the packet; on match redirects to the
     queue's AF_XDP socket, otherwise returns XDP_PASS.  Maps: XSKMAP_NAME.
+    ``chain``: on a match, first tail-call the queue's entry of the
+    CHAIN_NAME program array (a further filter, e.g. nm-offload's rule
+    program), redirecting only when it holds none.
     ``match_action`` (an XDP_* value) makes it return that on a match
     instead, with no map (for testing the translation).  ``source`` names
     the program in errors (the expression).  Raises BpfTranslateError
@@ -352,6 +381,11 @@ def steer_program(cbpf, match_action=None, source=None, loop_limit=None):
     translate(cbpf, a, match="match", nomatch="pass", source=source, loop_limit=loop_limit)
     a.label("match")
     if match_action is None:
+        if chain:
+            a.mov64(1, 6)
+            a.ld_map(2, CHAIN_NAME)
+            a.ldx(W, 3, 6, MD_RX_QUEUE)
+            a.call(FN_TAIL_CALL)            # returns only if the entry is empty
         _redirect_tail(a)
     else:
         a.ret(match_action)

@@ -84,3 +84,18 @@ def nogil_example(tmp_path_factory):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def stop_within(p, sig, seconds=10):
+    """Send `sig` to the process p (a Popen with pipes) and collect its
+    output; fail (and kill it) if it is still alive `seconds` later.
+    Returns (stdout, stderr)."""
+    import subprocess
+    p.send_signal(sig)
+    try:
+        return p.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("still running %d s after signal %d; stderr: %s"
+                             % (seconds, sig, err[-2000:]))

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 import netmapy
-from conftest import needs_root, make_frame
+from conftest import needs_root, make_frame, stop_within
 
 pytestmark = needs_root
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,38 +101,97 @@ def test_both_directions_exact(lab):
 
 
 def test_filters_drop_and_count(lab, tmp_path):
+    """Every counter, bytes included, after known traffic."""
     rules = tmp_path / "r.rules"
-    rules.write_text("deny to port 7\ndefault allow\n")
+    rules.write_text("deny to port 7\nratelimit 1pps burst 3 udp from 10.0.0.9\ndefault allow\n")
     ln = lab.lines[0]
     p = start_bridge(lab, "--rules", str(rules), "--drop", "udp port 9",
                      "--sample-drops", str(tmp_path / "drops"), "--sample-max", "5")
     import struct
     from test_filters import ipv4_udp
-    mk = lambda dport, i: (bytes.fromhex(ln.sink_mac.replace(":", "")) +
-                           bytes.fromhex(ln.src_mac.replace(":", "")) +
-                           ipv4_udp("10.0.0.1", "10.0.0.2", 1000 + i, dport)[12:])
-    sent = [mk(7, i) for i in range(30)] + [mk(9, i) for i in range(20)] + [mk(53, i) for i in range(40)]
+    mk = lambda dport, i, size, src="10.0.0.1": (
+        bytes.fromhex(ln.sink_mac.replace(":", "")) + bytes.fromhex(ln.src_mac.replace(":", "")) +
+        ipv4_udp(src, "10.0.0.2", 1000 + i, dport, payload=b"p" * size)[12:])
+    sent = [mk(7, i, 18) for i in range(30)] + [mk(9, i, 100) for i in range(20)] + \
+        [mk(53, i, 300) for i in range(40)] + [mk(53, i, 50, "10.0.0.9") for i in range(10)]
+    cpus = os.sched_getaffinity(0)
     try:
+        # one CPU, so one RX queue (XPS) and one worker's rate-limit bucket
+        os.sched_setaffinity(0, {min(cpus)})
         with netmapy.open("packet:%s" % ln.src_if, netns=ln.src_ns) as s, \
                 netmapy.open("packet:%s/R" % ln.sink_if, netns=ln.sink_ns) as k:
             s.send(sent)
             got = []
             deadline = time.monotonic() + 5
-            while len(got) < 40 and time.monotonic() < deadline:
+            while len(got) < 43 and time.monotonic() < deadline:
                 got.extend(k.recv(timeout=0.1).tobytes())
             time.sleep(0.3)
             got.extend(k.recv(timeout=0.2).tobytes())
     finally:
+        os.sched_setaffinity(0, cpus)
         summary, lines, err = stop_bridge(p)
-    assert sorted(got) == sorted(sent[50:])
-    c = summary["a_to_b"]
-    assert (c["rx"], c["fwd"], c["drop"]) == (90, 40, 50)
-    by_rule = {r["text"]: r["packets"] for r in summary["rules"]}
-    assert by_rule["deny to port 7"] == 30
-    assert by_rule["drop 'udp port 9'"] == 20
+    passed = sent[50:93]                              # port 53, and the first 3 of 10.0.0.9
+    assert sorted(got) == sorted(passed)
+    nbytes = lambda fs: sum(len(f) for f in fs)
+    assert summary["a_to_b"] == dict(
+        rx=100, rx_bytes=nbytes(sent), fwd=43, fwd_bytes=nbytes(passed), drop=57,
+        drop_bytes=nbytes(sent) - nbytes(passed), ratelimited=7, errors=0, failed=0)
+    by_rule = {r["text"]: (r["packets"], r["ratelimited"]) for r in summary["rules"]}
+    assert by_rule["deny to port 7"] == (30, 0)
+    assert by_rule["ratelimit 1pps burst 3 udp from 10.0.0.9"] == (7, 7)   # the ones it decided
+    assert by_rule["drop 'udp port 9'"] == (20, 0)
     sampled = sum(len(netmapy.open("pcap:%s" % f).recv(max=100)) for f in
                   [str(tmp_path / n) for n in os.listdir(tmp_path) if n.endswith(".pcap")])
     assert 0 < sampled <= 10                       # bounded: 5 per worker
+
+
+def run_files(lab, pid):
+    """This bridge's counter file and its lock files, where they exist."""
+    from middlebox import stats, supervisor
+    ln = lab.lines[0]
+    out = []
+    path = os.path.join(stats.rundir(), "netmapy-bridge-%d.stats" % pid)
+    if os.path.exists(path):
+        out.append(path)
+    for ifname in (ln.mbox_in, ln.mbox_out):
+        lk = os.path.join(supervisor.lockdir(), "%s.%s.lock" % (ln.mbox_ns, ifname))
+        if os.path.exists(lk) and ("pid %d" % pid) in open(lk).read():
+            out.append(lk)
+    return out
+
+
+def flood(lab, seconds):
+    """netmapy-pktgen sending from src through the bridge at full speed."""
+    ln = lab.lines[0]
+    return subprocess.Popen([sys.executable, "-m", "tools.pktgen", "-i", "packet:%s" % ln.src_if,
+                             "--netns", ln.src_ns, "-f", "tx", "--dst-mac", ln.sink_mac,
+                             "-d", str(seconds), "-T", "0"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_under_load_summary_and_cleanup(lab, sig):
+    p = start_bridge(lab, "--interval", "0.5")
+    assert len(run_files(lab, p.pid)) == 3
+    gen = flood(lab, 5)
+    try:
+        time.sleep(1.5)
+        assert gen.poll() is None
+        out, err = stop_within(p, sig)
+    finally:
+        gen.kill()
+        gen.wait()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    summary = [json.loads(l)["summary"] for l in out.splitlines() if '"summary"' in l][0]
+    c = summary["a_to_b"]
+    assert c["rx"] > 1000 and c["rx"] == c["fwd"] + c["drop"] + c["errors"]
+    assert c["rx_bytes"] == c["fwd_bytes"] + c["drop_bytes"] > 0
+    assert "exited with" not in err                 # the workers stopped, not killed
+    assert run_files(lab, p.pid) == []
 
 
 def test_second_instance_refused_and_bad_input(lab):
@@ -247,6 +306,9 @@ def test_offloads_restored_and_crash_repaired(lab):
         p.communicate(timeout=30)
         time.sleep(1.0)                            # its workers follow (PDEATHSIG)
         assert not gro(lab, "mbox", ln.mbox_in)    # left behind by the crash
+        dead = p.pid
+        stale = run_files(lab, dead)               # its counters and locks, too
+        assert len(stale) == 3, stale
         p = start_bridge(lab)                      # the lock died with it: not refused
         try:
             fwd, back, got_k, got_s = exchange(lab, 300)
@@ -254,6 +316,8 @@ def test_offloads_restored_and_crash_repaired(lab):
         finally:
             summary, _, err = stop_bridge(p)
         assert "repaired what a crashed run left on %s" % ln.mbox_in in p.startup_err
+        assert "removed the counters of a dead run (pid %d)" % dead in p.startup_err
+        assert run_files(lab, dead) == [] and run_files(lab, p.pid) == []
         assert gro(lab, "mbox", ln.mbox_in)        # as it was before the first start
     finally:
         lab.run("mbox", ["ethtool", "-K", ln.mbox_in, "gro", "off"])

@@ -237,16 +237,17 @@ def test_netmask_defaults_to_the_interfaces(pair):
     """The default netmask is the receiving interface's own, read in its
     namespace; without an address the error names the interface and the
     option."""
-    from argparse import Namespace
+    from types import SimpleNamespace as Namespace
     from netmapy import iface, netns
-    from middlebox.bridge import netmask_for
+    from netmapy.names import parse_name
+    from middlebox.options import netmask_for
     v = pair
     with netns.netns(v.ns_b):
         assert iface.ipv4_netmask(v.if_b) == "255.255.255.0"
     args = Namespace(netns=v.ns_b, netmask=None)
     assert netmask_for(args, v.if_b) == "255.255.255.0"
-    assert netmask_for(args, "xdp:%s~0" % v.if_b) == "255.255.255.0"
-    assert netmask_for(args, "pipe:x{0") is None
+    assert netmask_for(args, parse_name("xdp:%s~0" % v.if_b)) == "255.255.255.0"
+    assert netmask_for(args, parse_name("pipe:x{0")) is None
     assert netmask_for(Namespace(netns=v.ns_b, netmask="/16"), v.if_b) == "/16"
     env = dict(os.environ, PYTHONPATH=REPO)
     base = [sys.executable, "-m", "middlebox.offload", v.if_b, "0", "--netns", v.ns_b,
@@ -255,7 +256,7 @@ def test_netmask_defaults_to_the_interfaces(pair):
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run(base + ["--netmask", "255.0.255.0"], capture_output=True, text=True,
                          cwd=REPO, env=env, timeout=60)
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "--netmask" in bad.stderr and "not a netmask" in bad.stderr
     subprocess.run(["ip", "-n", v.ns_b, "addr", "flush", "dev", v.if_b], check=True)
     with netns.netns(v.ns_b):

@@ -1,4 +1,4 @@
-"""Tests of the veth lab (tools/lab.py) and of netmapy.netns.
+"""Tests of the veth lab (netmapy/tools/lab.py, tools.lab in a checkout) and of netmapy.netns.
 
 They create network namespaces, so they need root; every name they use is
 unique to this test process and nothing is left behind (checked at the end).
@@ -355,21 +355,37 @@ def test_lab_trafgen_exact_counts_and_xps():
     assert not set(lab_names(prefix)) & set(netns_list())
 
 
-def test_cli_hold_sigint_cleans_up():
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_cli_hold_signal_under_traffic_cleans_up(sig):
+    """hold, with a generator flooding the lab: the signal takes the lab
+    down promptly, after printing its final counters."""
     prefix = unique()
     p = lab_cli("hold", "--prefix", prefix, "--lines", "1")
+    gen = None
     try:
         wait_for_line(p, "press Ctrl-C")
         assert set(lab_names(prefix)) <= set(netns_list())
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=20)
+        gen = subprocess.Popen([sys.executable, "-m", "tools.pktgen", "-i", "packet:s0",
+                                "--netns", prefix + "src", "-f", "tx", "-T", "0"],
+                               cwd=str(REPO), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, PYTHONPATH=str(REPO)))
+        time.sleep(1.0)
+        assert gen.poll() is None
+        p.send_signal(sig)
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("lab hold still running 10 s after signal %d" % sig)
         assert p.returncode == 0, err
-        assert "lab: down" in out
+        assert "lab: signal %d: final counters" % sig in out and "lab: down" in out
+        assert "a0" in out.split("final counters", 1)[1]      # the counters, per interface
         assert not set(lab_names(prefix)) & set(netns_list())
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        for q in (gen, p):
+            if q is not None and q.poll() is None:
+                q.kill()
+                q.wait()
         labmod._delete_netns(lab_names(prefix))
 
 
@@ -414,8 +430,9 @@ def test_cli_errors_are_one_line():
     bad = subprocess.run([sys.executable, "-m", "tools.lab", "up", "--lines",
                           "0", "--prefix", unique()], cwd=str(REPO),
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1
-    assert bad.stderr.startswith("lab: error: lines must be")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("netmapy-lab: error: Invalid value for '--lines': 0 is not in "
+                                 "the range 1<=x<=256")
     assert len(bad.stderr.strip().splitlines()) == 1
     # not root -> one clear line
     nonroot = subprocess.run(
@@ -424,7 +441,7 @@ def test_cli_errors_are_one_line():
          "os.setgid(65534); os.setuid(65534); sys.exit(main())",
          "status"], cwd=str(REPO), capture_output=True, text=True, timeout=60)
     assert nonroot.returncode == 1
-    assert nonroot.stderr.startswith("lab: error:") and "root" in nonroot.stderr
+    assert nonroot.stderr.startswith("netmapy-lab: error:") and "root" in nonroot.stderr
     assert len(nonroot.stderr.strip().splitlines()) == 1
 
 

@@ -131,7 +131,7 @@ INVALID = [
     ("netmap: eth0", 7, "an interface name"),
     ("netmap:eth0-", 12, "a ring number (digits) after '-'"),
     ("netmap:eth0-x", 12, "a ring number (digits) after '-'"),
-    ("netmap:veth-a", 12, "rename the interface"),
+    ("netmap:veth-a", 12, "netmapy.open(iface=NAME)"),
     ("netmap:eth0--1", 12, "a ring number"),
     ("netmap:eth0-+1", 12, "a ring number"),
     ("netmap:eth0-%d" % (MAX_RING + 1), 12, "from 0 to %d" % MAX_RING),
@@ -492,3 +492,59 @@ def test_fuzz_mutations(p, data):
     else:
         text = text[:i] + c + text[i + 1:]
     _check_any(text)
+
+
+# ------------------------------------------------- interfaces by their Linux names
+
+@pytest.mark.parametrize("ifname", ["nb-mi0", "br-1a2b3c4d5e6f", "veth-a~b", "x@y", "a^b*c",
+                                    "e{0}", "\u00e9th0", "a" * 15])
+def test_interface_names_linux_accepts(ifname):
+    from netmapy.names import INTERFACE_BACKENDS
+    for backend in INTERFACE_BACKENDS:
+        p = PortName.interface(ifname, backend, queue=3)
+        assert (p.backend, p.ifname, p.mode, p.ring) == (backend, ifname, Mode.ONE_NIC, 3)
+        assert p.canonical() == p
+        assert not p.spellable or parse_name(str(p)) == p
+    assert PortName.interface(ifname, "xdp", 2, single_rx=True).mode is Mode.SINGLE_RX
+    assert PortName.interface(ifname, "xdp", host=True).mode is Mode.SW
+    assert PortName.interface(ifname, "packet", rx_only=True).rx_only
+    # another backend keeps the interface name as it is
+    assert PortName.interface(ifname, "netmap", 1).with_backend("xdp").ifname == ifname
+
+
+def test_spellable():
+    assert PortName.interface("eth0").spellable
+    assert not PortName.interface("nb-mi0").spellable
+    assert parse_name("pipe:x{1").spellable and parse_name("pcap:/a-b").spellable
+
+
+@pytest.mark.parametrize("ifname,pos,expected", [
+    ("", 0, "a non-empty interface name"),
+    (".", 0, "other than '.' or '..'"),
+    ("a/b", 1, "Linux allows anything but '/', ':' and whitespace"),
+    ("a:b", 1, "anything but '/', ':'"),
+    ("a b", 1, "whitespace"),
+    ("a\tb", 1, "whitespace"),
+    ("a" * 16, 15, "at most 15 bytes"),
+    ("\u00e9" * 8, 15, "at most 15 bytes"),       # 16 bytes in UTF-8
+])
+def test_interface_names_linux_refuses(ifname, pos, expected):
+    from netmapy.errors import InterfaceNameError
+    with pytest.raises(InterfaceNameError) as info:
+        PortName.interface(ifname)
+    assert info.value.pos == pos and expected in info.value.expected
+    assert str(info.value).startswith("bad interface name")
+    assert isinstance(info.value, PortNameError)
+
+
+def test_interface_rest_still_checked_by_the_grammar():
+    with pytest.raises(PortNameError) as info:
+        PortName("xdp", "nb-mi0", flags="x").canonical()
+    assert "one of R T" in info.value.expected and info.value.name == "xdp:nb-mi0/x"
+    assert info.value.pos == 11                     # the 'x', past the real name
+    with pytest.raises(PortNameError):
+        PortName.interface("nb-mi0", "packet", host=True)    # packet: no host rings
+    with pytest.raises(ValueError):
+        PortName.interface("nb-mi0", "pipe")
+    with pytest.raises(ValueError):
+        PortName.interface("nb-mi0", single_rx=True)         # ~N needs N

@@ -152,6 +152,27 @@ def test_single_rx_is_upstreams_dash_n_slash_r(n):
     assert not a.binds_tx and a.binds_rx and a.binds_nic and not a.binds_host
 
 
+@pytest.mark.parametrize("ifname", ["nb-mi0", "br-1a2b3c4d5e6f", "a~b@c"])
+def test_interfaces_the_string_cannot_spell_translate(ifname):
+    """A PortName built structurally for an interface with '-' (or '~', '@')
+    in its name goes to the kernel with that name, in the request bytes too
+    (libnetmap would have cut the name at the '-'); the rest of the request
+    is what the same binding of a spellable name gives."""
+    from netmapy import PortName
+    p = PortName.interface(ifname, "netmap", queue=2, single_rx=True)
+    req = nr.translate(p)
+    ref = nr.translate("netmap:eth3~2")
+    assert req.nr_name == req.ifname == ifname
+    assert (req.nr_mode, req.nr_ringid, req.nr_flags, req.single_rx) == \
+        (ref.nr_mode, ref.nr_ringid, ref.nr_flags, ref.single_rx)
+    hdr, body, opts = nm._c_pack_register(req)
+    name64 = struct.unpack("<HHI64sQQ", hdr)[3]
+    assert name64.rstrip(b"\0").decode() == ifname
+    assert body == ref.pack_body() and hdr == req.pack_header()
+    host = nr.translate(PortName.interface(ifname, "netmap", host=True))
+    assert host.nr_name == ifname and host.nr_mode == nr.NR_REG_SW
+
+
 def test_binding_properties():
     assert nr.translate("netmap:eth0^").binds_host
     assert nr.translate("netmap:eth0*").binds_host

@@ -42,9 +42,8 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None or
 
 @pytest.fixture(autouse=True)
 def journal_dir(tmp_path, monkeypatch):
-    d = tmp_path / "journal"
-    monkeypatch.setenv(nicmod.JOURNAL_DIR_ENV, str(d))
-    return d
+    monkeypatch.setenv("NETMAPY_RUNDIR", str(tmp_path / "run"))
+    return tmp_path / "run" / "nic"
 
 
 @pytest.fixture(scope="module")
@@ -667,8 +666,13 @@ def test_cli_errors_are_one_line(veth):
     one_error_line(cli("offload", ifname, "warp", "on", "--netns", ns), "unknown feature")
     one_error_line(cli("show", "nosuch0", "--netns", ns), "no network interface 'nosuch0'")
     one_error_line(cli("show", ifname, "--netns", "nmt-no-such-ns"), "no network namespace")
-    out = cli("rss", ifname, "--netns", ns)                 # usage: exit 2
-    assert out.returncode == 2 and "one of the arguments" in out.stderr
+    out = cli("rss", ifname, "--netns", ns)                 # usage: exit 2, one line
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "give either --weights W... or --isolate Q" in out.stderr
+    out = cli("ntuple", ifname, "add", "--queue", "x", "--netns", ns)
+    assert out.returncode == 2 and "Invalid value for '--queue': 'x'" in out.stderr
+    out = cli("rss", "a/b", "--isolate", "1")
+    assert out.returncode == 2 and "bad interface name 'a/b'" in out.stderr
     out = cli("--help")
     assert out.returncode == 0 and "examples:" in out.stdout and "restore" in out.stdout
     assert gro_tso(ns, ifname) == (False, True)

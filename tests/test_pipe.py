@@ -162,9 +162,11 @@ def test_end_busy_and_permissions(private_rundir):
         assert "already open by process %d" % os.getpid() in msg
         dom = a.info()["domain"]
         assert stat.S_IMODE(os.stat(dom).st_mode) == 0o600
+        assert os.path.dirname(dom) == os.path.join(private_rundir, "pipes")
         assert stat.S_IMODE(os.stat(private_rundir).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(os.path.dirname(dom)).st_mode) == 0o700
     # both ends closed: the pipe and its files are gone
-    assert not [f for f in os.listdir(private_rundir) if f.startswith(name + ".")]
+    assert not [f for f in os.listdir(os.path.dirname(dom)) if f.startswith(name + ".")]
 
 
 def test_reopen_after_crash_keeps_packets(private_rundir):
@@ -256,5 +258,5 @@ def test_clean_stale_pipes(private_rundir):
                              capture_output=True, text=True, env=env)
         assert out.returncode == 0, out.stderr
         assert "%s: freed 1 stale pipe(s), domain removed" % name in out.stdout
-        assert not os.path.exists(os.path.join(private_rundir, name + ".mem"))
-        assert os.path.exists(os.path.join(private_rundir, keep + ".mem"))
+        assert not os.path.exists(os.path.join(private_rundir, "pipes", name + ".mem"))
+        assert os.path.exists(os.path.join(private_rundir, "pipes", keep + ".mem"))

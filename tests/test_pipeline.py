@@ -17,8 +17,10 @@ import pytest
 
 import netmapy
 from netmapy import fastpath
-from middlebox import lb, loop
+from middlebox import lb, loop, stats
 from middlebox.filter import Filter
+
+from conftest import stop_within
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _n = [0]
@@ -214,22 +216,25 @@ def test_pipeline_end_to_end_with_filters_and_python(tmp_path):
         sink.close()
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["-i", "pipe:x}0", "-p", "nope"], "expected GROUP:N"),
-    (["-i", "pcap:/nonexistent.pcap", "-p", "g:2"], "no such capture file"),
+@pytest.mark.parametrize("argv, code, needle", [
+    (["-i", "pipe:x}0", "-p", "nope"], 2, "Invalid value for '-p' / '--pipes': 'nope': "
+                                          "expected GROUP:N"),
+    (["-i", "pipe:x}0", "-p", "g:2", "--extra-bufs", "-1"], 2, "'--extra-bufs'"),
+    (["-i", "pcap:/nonexistent.pcap", "-p", "g:2"], 1, "no such capture file"),
 ])
-def test_lb_cli_errors(argv, needle):
+def test_lb_cli_errors(argv, code, needle):
     out = subprocess.run([sys.executable, "-m", "middlebox.lbcli"] + argv, capture_output=True,
                          text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
-    assert needle in out.stderr
+    assert out.returncode == code and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("netmapy-lb: error: ") and needle in out.stderr
 
 
 def test_pipeline_cli_errors():
     out = subprocess.run([sys.executable, "-m", "middlebox.pipeline", "pipe:a}0", "--stages",
                           "rx=2,filter=2"], capture_output=True, text=True, cwd=REPO,
                          env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
-    assert out.returncode == 1 and "one RX and one TX worker" in out.stderr
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "Invalid value for '--stages'" in out.stderr and "one RX and one TX worker" in out.stderr
 
 
 def test_lb_cli_runs(tmp_path):
@@ -246,3 +251,331 @@ def test_lb_cli_runs(tmp_path):
     got = [len(o.recv(max=1000, timeout=0.5)) for o in outs]
     assert summary["rx"] == 300 and sum(got) == 300
     assert [p["fwd"] for p in summary["pipes"]] == got
+
+
+# ------------------------------------------------ signals under load, cleanup
+def feeder(port, frames_, seconds):
+    """Send frames on port until `seconds` pass (waits when it is full)."""
+    end = time.monotonic() + seconds
+    sent = 0
+    while time.monotonic() < end:
+        sent += port.send(frames_, timeout=0.05)
+    return sent
+
+
+def sink(port, seconds, got):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        got[0] += len(port.recv(max=1024, timeout=0.05))
+
+
+def start_cli(module, argv):
+    p = subprocess.Popen([sys.executable, "-m", module] + argv, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    return p
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_lb_cli_stops_on_a_signal_under_load(sig, private_rundir):
+    """netmapy-lb reading a pipe that a feeder keeps full, one consumer
+    slower than the other: the signal ends it promptly, it prints its
+    summary (counts that add up) and closes its pipes."""
+    name = uniq("ls")
+    src = netmapy.open("pipe:%sin{0" % name)
+    outs = [netmapy.open("pipe:%s}%d" % (name, k)) for k in range(2)]
+    p = start_cli("middlebox.lbcli", ["-i", "pipe:%sin}0" % name, "-p", "%s:2" % name,
+                                      "--json", "--interval", "0.2"])
+    got = [[0], [0]]
+    frames_ = [udp(*f[0], seq=i) for i, f in enumerate(flows(64))]
+    threads = [threading.Thread(target=sink, args=(outs[0], 3.0, got[0]))]
+    try:
+        assert "netmapy-lb:" in p.stderr.readline()
+        threads[0].start()
+        fed = threading.Thread(target=feeder, args=(src, frames_, 2.0))
+        fed.start()
+        time.sleep(1.0)                              # traffic flows (pipe 1 is full)
+        out, err = stop_within(p, sig)
+        fed.join()
+        threads[0].join()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    lines = [json.loads(l) for l in out.splitlines()]
+    s = lines[-1]["summary"]
+    assert len(lines) > 1 and all("rx_pps" in l for l in lines[:-1])   # live reports
+    assert s["rx"] > 0 and s["errors"] == 0
+    assert s["rx"] == sum(x["fwd"] + x["dropped"] for x in s["pipes"])
+    assert s["rx_bytes"] == sum(x["fwd_bytes"] + x["dropped_bytes"] for x in s["pipes"])
+    got[1][0] = len(outs[1].recv(max=100000, timeout=0.2))
+    assert [x["fwd"] for x in s["pipes"]] == [got[0][0] + len(outs[0].recv(max=100000, timeout=0.2)),
+                                             got[1][0]]
+    for o in outs + [src]:
+        o.close()
+    # its pipe ends were closed: the pipes' files went with ours
+    assert not [f for f in os.listdir(os.path.join(private_rundir, "pipes"))
+                if f.startswith(name)]
+
+
+def _run_files(rundir):
+    """The counter files and pipe domains in the run directory."""
+    return [f for d in ("stats", "pipes") if os.path.isdir(os.path.join(rundir, d))
+            for f in os.listdir(os.path.join(rundir, d))]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_pipeline_stops_on_a_signal_under_load(sig, private_rundir):
+    name = uniq("ps")
+    src = netmapy.open("pipe:%sin{0" % name)
+    out_ = netmapy.open("pipe:%sout}0" % name)
+    p = start_cli("middlebox.pipeline", ["pipe:%sin}0" % name, "pipe:%sout{0" % name,
+                                         "--stages", "filter=2", "--drop", "udp port 9",
+                                         "--stats-json", "--interval", "0.5"])
+    got = [0]
+    frames_ = [udp(*f[0], seq=i) for i, f in enumerate(flows(64))]
+    try:
+        while ": running," not in p.stderr.readline():
+            assert p.poll() is None, p.communicate()[1]
+        pid = p.pid
+        assert "netmapy-pipeline-%d.stats" % pid in os.listdir(os.path.join(private_rundir,
+                                                                             "stats"))
+        rd = threading.Thread(target=sink, args=(out_, 3.0, got))
+        rd.start()
+        fed = threading.Thread(target=feeder, args=(src, frames_, 2.0))
+        fed.start()
+        time.sleep(1.0)
+        out, err = stop_within(p, sig)
+        fed.join()
+        rd.join()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    s = json.loads([l for l in out.splitlines() if l.startswith('{"summary"')][0])["summary"]
+    assert s["rx"] > 0 and s["tx"] == got[0] + len(out_.recv(max=100000, timeout=0.2))
+    assert "keeps failing" not in err and "exited with" not in err, err   # workers stopped, not killed
+    out_.close()
+    src.close()
+    left = _run_files(private_rundir)
+    assert "netmapy-pipeline-%d.stats" % pid not in left
+    assert not [f for f in left if f.startswith(name) or f.startswith("pl%d." % pid)], left
+
+
+def test_a_new_start_removes_what_a_killed_pipeline_left(private_rundir):
+    """Supervisor and workers SIGKILLed: their counter file and pipes stay;
+    the next pipeline start removes them (and says so)."""
+    name = uniq("pk")
+    src = netmapy.open("pipe:%sin{0" % name)
+    argv = ["pipe:%sin}0" % name, "--stages", "filter=2", "--stats-json", "--interval", "0"]
+    p = start_cli("middlebox.pipeline", argv)
+    while ": running," not in p.stderr.readline():
+        assert p.poll() is None, p.communicate()[1]
+    dead = p.pid
+    kids = [int(k) for k in subprocess.run(["pgrep", "-P", str(dead)], capture_output=True,
+                                           text=True).stdout.split()]
+    os.kill(dead, signal.SIGSTOP)                  # no restarts, no clean-up
+    for k in kids:
+        os.kill(k, signal.SIGKILL)
+    os.kill(dead, signal.SIGKILL)
+    p.communicate(timeout=10)
+    left = _run_files(private_rundir)
+    assert "netmapy-pipeline-%d.stats" % dead in left and "pl%d.mem" % dead in left
+    p = start_cli("middlebox.pipeline", argv)
+    err = []
+    while True:
+        line = p.stderr.readline()
+        assert line, "".join(err) + p.communicate()[1]
+        err.append(line)
+        if ": running," in line:
+            break
+    out, rest = stop_within(p, signal.SIGTERM)
+    err = "".join(err) + rest
+    assert p.returncode == 0, err
+    assert "removed the counters of a dead run (pid %d)" % dead in err
+    assert "of a dead pipeline and removed its memory: pl%d" % dead in err
+    assert "exited with" not in err, err          # the dead ends did not block the new run
+    src.close()
+    left = _run_files(private_rundir)
+    assert not [f for f in left if f.startswith("pl%d." % dead) or f.startswith(name)
+                or f.startswith("pl%d." % p.pid) or "-%d.stats" % dead in f
+                or "-%d.stats" % p.pid in f], left
+
+
+def test_stale_lock_files_of_dead_runs_removed(tmp_path, monkeypatch):
+    """A lock file whose holder died (the kernel freed the lock) is removed
+    by the next start of the same program; a live holder's lock, and
+    another program's, are kept."""
+    from middlebox import supervisor
+    monkeypatch.setenv("NETMAPY_RUNDIR", str(tmp_path))
+    locks = tmp_path / "locks"
+    hold = ("import sys, time\nfrom middlebox.supervisor import InterfaceLock\n"
+            "InterfaceLock(sys.argv[1], None, sys.argv[2]).acquire()\n"
+            "print('ready', flush=True)\ntime.sleep(60)\n")
+    holders = {}
+    for prog, ifname in [("netmapy-bridge", "dead0"), ("netmapy-bridge", "live0"),
+                         ("nm-offload", "other0")]:
+        holders[ifname] = subprocess.Popen([sys.executable, "-c", hold, prog, ifname],
+                                           stdout=subprocess.PIPE, text=True, cwd=REPO,
+                                           env=dict(os.environ, PYTHONPATH=REPO))
+        assert holders[ifname].stdout.readline().strip() == "ready"
+    try:
+        for ifname in ("dead0", "other0"):
+            holders[ifname].kill()
+            holders[ifname].wait()
+        gone = supervisor.remove_stale_locks("netmapy-bridge", out=open(os.devnull, "w"))
+        assert gone == [str(locks / "-.dead0.lock")]
+        assert sorted(os.listdir(locks)) == ["-.live0.lock", "-.other0.lock"]
+        with pytest.raises(supervisor.AlreadyRunning):       # still held
+            supervisor.InterfaceLock("netmapy-bridge", None, "live0").acquire()
+        lk = supervisor.InterfaceLock("netmapy-bridge", None, "dead0")
+        lk.acquire()                                         # free again
+        lk.release()
+    finally:
+        for h in holders.values():
+            h.kill()
+            h.wait()
+
+
+# ------------------------------------------------ every counter, every loop
+def sized(src, dport, size, i=0):
+    """An IPv4/UDP frame of exactly `size` bytes, lengths right."""
+    pay = bytes((i + k) & 0xff for k in range(size - 42))
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size - 14, i & 0xffff, 0, 64, 17, 0,
+                     ipaddress.ip_address(src).packed, ipaddress.ip_address("10.0.0.2").packed)
+    return b"\x02" * 12 + b"\x08\x00" + ip + struct.pack("!HHHH", 1000 + i, dport, size - 34, 0) + pay
+
+
+RULES_RL = "ratelimit 1pps burst 3 udp from 10.9.0.1\ndeny udp to port 9\ndefault allow\n"
+
+
+def known_traffic():
+    """(frames, forwarded, dropped, rate-limited drops, too big) for
+    RULES_RL and 2048-byte output buffers."""
+    ok = [sized("10.0.0.1", 53, 100 + i, i) for i in range(20)]
+    denied = [sized("10.0.0.1", 9, 150, i) for i in range(5)]
+    limited = [sized("10.9.0.1", 53, 80, i) for i in range(10)]
+    big = [sized("10.0.0.1", 53, 3000, i) for i in range(2)]
+    frames_ = ok[:10] + denied + limited + big + ok[10:]
+    return frames_, ok[:10] + limited[:3] + ok[10:], denied + limited[3:], 7, big
+
+
+def expect(c, frames_, fwd, drop, limited, big):
+    n = lambda fs: sum(len(f) for f in fs)
+    assert dict(zip(stats.FIELDS, c)) == dict(
+        rx=len(frames_), rx_bytes=n(frames_), fwd=len(fwd), fwd_bytes=n(fwd), drop=len(drop),
+        drop_bytes=n(drop), ratelimited=limited, errors=len(big))
+
+
+def rules_filter():
+    from middlebox import rules
+    f = Filter().add_rules(rules.parse(RULES_RL))
+    f.attach_counters()
+    return f
+
+
+def recv_all(port, n):
+    got = []
+    end = time.monotonic() + 5
+    while len(got) < n and time.monotonic() < end:
+        got += port.recv(max=1024, timeout=0.1).tobytes()
+    return got + port.recv(max=1024, timeout=0.1).tobytes()
+
+
+def test_every_counter_of_bridge_offload_stage_merge_lb():
+    """Known traffic (passing, denied, rate-limited, too big for the output's
+    2048-byte buffers: inputs are pipes with 4096-byte buffers) through each
+    loop: every counter of the block, bytes included, read back."""
+    big, small = uniq("cb"), uniq("cs")
+    B = lambda k, end: netmapy.open("pipe:%s%s%d" % (big, end, k), buf_size=4096)
+    S = lambda k, end: netmapy.open("pipe:%s%s%d" % (small, end, k))
+    frames_, fwd, drop, limited, toobig = known_traffic()
+    opened = []
+    try:
+        # bridge: a (big) <-> b (small), both directions
+        a_m, a, b_m, b = B(0, "{"), B(0, "}"), S(0, "{"), S(0, "}")
+        opened += [a_m, a, b_m, b]
+        back = [sized("10.0.0.1", 53, 64 + i, i) for i in range(7)]
+        assert a_m.send(frames_) == len(frames_) and b_m.send(back) == 7
+        blk = bytearray(8 * 32)
+        loop.bridge(a, b, rules_filter(), Filter(), blk, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        expect(w[8:16], frames_, fwd, drop, limited, toobig)
+        expect(w[16:24], back, back, [], 0, [])
+        assert sorted(recv_all(b_m, len(fwd))) == sorted(fwd)
+        assert sorted(recv_all(a_m, 7)) == sorted(back)
+
+        # offload: one RX ring into one TX ring
+        o_m, o, t_m, t = B(1, "{"), B(1, "}"), S(1, "{"), S(1, "}")
+        opened += [o_m, o, t_m, t]
+        o_m.send(frames_)
+        blk = bytearray(8 * 32)
+        loop.offload(o, 0, t, 0, rules_filter(), blk, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        expect(w[8:16], frames_, fwd, drop, limited, toobig)
+        assert sorted(recv_all(t_m, len(fwd))) == sorted(fwd)
+
+        # stage: bulk and priority inputs
+        l_m, l, h_m, h, s_m, s_ = B(2, "{"), B(2, "}"), B(3, "{"), B(3, "}"), S(2, "{"), S(2, "}")
+        opened += [l_m, l, h_m, h, s_m, s_]
+        prio = [sized("10.0.0.1", 53, 200, i) for i in range(4)]
+        l_m.send(frames_)
+        h_m.send(prio)
+        blk = bytearray(8 * 32)
+        loop.stage(l, s_m, rules_filter(), blk, hi=h, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        expect(w[8:16], frames_, fwd, drop, limited, toobig)
+        expect(w[16:24], prio, prio, [], 0, [])
+        assert sorted(recv_all(s_, len(fwd) + 4)) == sorted(fwd + prio)
+
+        # merge: two inputs, no filter
+        i1_m, i1, i2_m, i2, m_m, m = B(4, "{"), B(4, "}"), B(5, "{"), B(5, "}"), S(3, "{"), S(3, "}")
+        opened += [i1_m, i1, i2_m, i2, m_m, m]
+        i1_m.send(frames_)
+        i2_m.send(prio)
+        blk = bytearray(8 * 32)
+        loop.merge([i1, i2], m_m, blk, seconds=0.3)
+        w = memoryview(blk).cast("Q")
+        passing = [f for f in frames_ + prio if len(f) <= 2048]
+        expect(w[8:16], frames_ + prio, passing, [], 0, toobig)
+        assert sorted(recv_all(m, len(passing))) == sorted(passing)
+
+        # lb: one input, a group of two 16-slot pipes nobody reads while it
+        # runs, lossy, with 8 extra buffers: drops, counted with their bytes
+        x_m, x = B(6, "{"), B(6, "}")
+        tiny = uniq("ct")
+        outs = [netmapy.open("pipe:%s{%d" % (tiny, k), slots=16) for k in range(2)]
+        ins = [netmapy.open("pipe:%s}%d" % (tiny, k), slots=16) for k in range(2)]
+        opened += [x_m, x] + outs + ins
+        many = [sized("10.0.%d.1" % (i % 50), 53, 60 + i, i) for i in range(200)]
+        lbin = many[:100] + toobig + many[100:]
+        bal = lb.Balancer(x, [("g", outs)], extra_bufs=8, lossy=True)
+        blk = bytearray(8 * 32)
+        sent = 0
+        while sent < len(lbin):                  # the input pipe holds 1023
+            sent += x_m.send(lbin[sent:sent + 500])
+        bal.run(idle_ms=300, counters=blk)
+        w = memoryview(blk).cast("Q")
+        st_ = bal.stats()
+        got = [ins[k].recv(max=100, timeout=0.1).tobytes() for k in range(2)]
+        kept = got[0] + got[1]
+        lost = [f for f in many if f not in kept]
+        assert len(kept) == sum(p["fwd"] for p in st_["pipes"]) == 30     # 2 x 15 slots
+        expect(w[8:16], lbin, kept, lost, 0, toobig)
+    finally:
+        for p in opened:
+            p.close()
+
+
+def test_counter_layout_declared_alike():
+    """middlebox/counters.pxd (the C loops) and middlebox/stats.py (the
+    supervisor) describe one block."""
+    assert loop.LAYOUT == dict(
+        W_PID=stats.W_PID, W_RESTARTS=stats.W_RESTARTS, W_HEARTBEAT=stats.W_HEARTBEAT,
+        W_STATE=stats.W_STATE, W_QUEUE=stats.W_QUEUE, W_CPU=stats.W_CPU,
+        DIR0=stats.DIR_BASE[0], DIR1=stats.DIR_BASE[1], W_SAMPLED=stats.W_SAMPLED,
+        W_FAILED=stats.W_FAILED[0], BLOCK_WORDS=stats.BLOCK_WORDS,
+        FIELDS=(stats.RX, stats.RX_BYTES, stats.FWD, stats.FWD_BYTES, stats.DROP,
+                stats.DROP_BYTES, stats.LIMITED, stats.ERRORS))

@@ -19,7 +19,7 @@ import pytest
 import netmapy
 from netmapy import pktgen
 
-from conftest import IS_ROOT, needs_root
+from conftest import IS_ROOT, needs_root, stop_within
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _seq = [0]
@@ -323,6 +323,29 @@ def test_ctrl_c_ends_with_the_summary():
     assert r["pktgen"] == s["packets"] and r["lost"] == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_under_load_summary_and_no_pipe_left(sig, private_rundir):
+    """Full speed over a pipe (the sender often waits for room): a signal
+    ends each side promptly with its summary; their pipe ends are closed
+    (the pipe's files go with the last end)."""
+    name = _unique()
+    rx = cli_bg("-i", "pipe:%s}1" % name, "-f", "rx", "-T", 0)
+    tx = cli_bg("-i", "pipe:%s{1" % name, "-f", "tx", "-p", 1, "-T", 0)
+    time.sleep(1.0)
+    out, err = stop_within(tx, sig)
+    assert tx.returncode == 0, err
+    s = summary_of(out)
+    assert s["interrupted"] and s["packets"] > 0
+    time.sleep(0.3)
+    out, err = stop_within(rx, sig)
+    assert rx.returncode == 0, err
+    r = summary_of(out)
+    assert r["interrupted"] and r["pktgen"] == s["packets"] and r["lost"] == 0
+    pipes = os.path.join(private_rundir, "pipes")
+    assert os.path.isdir(pipes)
+    assert not [f for f in os.listdir(pipes) if f.startswith(name + ".")]
+
+
 # ------------------------------------------------------------ bad input
 @pytest.mark.parametrize("argv,needle", [
     (["-i", "pipe:b{1", "-R", "fast"], "rate 'fast'"),
@@ -391,6 +414,32 @@ def test_tx_rx_veth_exact_and_interface_counters(veth):
 
 
 @needs_root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_under_load_veth_workers(veth, sig):
+    """Two pinned transmit processes and a receiver, at full speed: the
+    signal ends each command promptly, with its summary."""
+    v = veth
+    rx = cli_bg("-i", "packet:%s" % v.if_b, "-f", "rx", "--netns", v.ns, "-T", 0)
+    tx = cli_bg("-i", "packet:%s" % v.if_a, "-f", "tx", "--netns", v.ns, "-p", 2,
+                "--dst-mac", v.mac_b, "-T", 0)
+    try:
+        time.sleep(1.0)
+        out, err = stop_within(tx, sig)
+        assert tx.returncode == 0, err
+        s = summary_of(out)
+        assert s["interrupted"] and s["packets"] > 0
+        out, err = stop_within(rx, sig)
+        assert rx.returncode == 0, err
+        r = summary_of(out)
+        assert r["interrupted"] and 0 < r["pktgen"] <= s["packets"]
+    finally:
+        for p in (tx, rx):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@needs_root
 def test_veth_frames_seen_by_a_capture_imix(veth):
     """IMIX through the veth: the frames a netmapy packet port captures on
     the peer have the exact mix and right checksums."""
@@ -423,3 +472,27 @@ def test_ping_pong_veth(veth):
     r = s["rtt"]
     assert s["replies"] == 100 and s["lost"] == 0
     assert 0 < r["min"] <= r["p50"] <= r["p99"] <= r["max"] < 1e9
+
+
+def test_pcap_replay_loops(tmp_path):
+    """loops=N sends the capture N times in order; loops=0 goes on until
+    count ends it, mid-pass."""
+    src_path, out = str(tmp_path / "ten.pcap"), str(tmp_path / "out.pcap")
+    frames = [bytes([2] * 12) + b"\x08\x00" + bytes([i]) * 46 for i in range(10)]
+    with netmapy.open("pcap:" + src_path, mode="w") as w:
+        assert w.send(frames) == 10
+    with netmapy.open("pcap:" + src_path) as s, netmapy.open("pcap:" + out, mode="w") as d:
+        res = pktgen.replay(s, d, timing=False, loops=3)
+    assert res["packets"] == 30 and res["passes"] == 3
+    with netmapy.open("pcap:" + out) as r:
+        got = [bytes(x) for x in r.recv(max=100, timeout=1)]
+    assert got == frames * 3
+    with netmapy.open("pcap:" + src_path) as s, netmapy.open("pcap:" + out, mode="w") as d:
+        res = pktgen.replay(s, d, timing=False, loops=0, count=25)
+    assert res["packets"] == 25 and res["passes"] == 3
+    with netmapy.open("pcap:" + out) as r:
+        got = [bytes(x) for x in r.recv(max=100, timeout=1)]
+    assert got == frames * 2 + frames[:5]
+    with netmapy.open("pcap:" + src_path) as s, netmapy.open("pcap:" + out, mode="w") as d:
+        with pytest.raises(ValueError, match="loops must be >= 0"):
+            pktgen.replay(s, d, loops=-1)

@@ -488,7 +488,7 @@ def test_reinjected_packets_reach_a_real_server_and_its_replies_the_sender(pair)
         assert replies0 == [b"re:" + p for p in p0]
         assert sorted(echoed) == sorted(p0 + p1)
         st = port.stats()
-        assert st["host_tx_packets"] == 100 and st["host_tx_errors"] == 0
+        assert st["host_tx_packets"] == 100 and st["host_tx_failed"] == 0
     finally:
         port.close()
         stop.set()

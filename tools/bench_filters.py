@@ -18,13 +18,14 @@ Medians of --repeat measurements, pinned to --cpu.  A noisy shared machine
 moves the absolute figures: compare the columns of one run.
 """
 
-import argparse
 import ipaddress
 import json
 import os
 import statistics
 import struct
 import sys
+
+import click
 
 from netmapy import cli
 
@@ -62,7 +63,9 @@ def measure(args):
     from netmapy import cbpf, xdpprog
     from netmapy.backends import xdp
     os.sched_setaffinity(0, {args.cpu})
-    base_fd = xdp.load_program(xdpprog.pass_program(), "netmapy_bench")
+    a = xdpprog.Asm()
+    a.ret(xdpprog.XDP_PASS)
+    base_fd = xdp.load_program(a, "netmapy_bench")
     rows = []
     try:
         for name, expr, yes, no in CASES:
@@ -95,17 +98,19 @@ def measure(args):
     return rows
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="bench_filters", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--cpu", type=int, default=1, help="the core to run on (default 1)")
-    p.add_argument("--repeat", type=int, default=5, help="measurements per figure (median)")
-    p.add_argument("--rounds", type=int, default=20000,
-                   help="rounds of 16 frames per measurement (default %(default)s)")
-    p.add_argument("--json", action="store_true")
-    cli.add_common(p)
-    return p
+@cli.command("bench_filters", epilog=__doc__.split("\n\n", 1)[1])
+@click.option("--cpu", type=cli.IntRange(min=0), default=1, show_default=True,
+              help="the core to run on")
+@click.option("--repeat", type=cli.IntRange(min=1), default=5, show_default=True,
+              help="measurements per figure (median)")
+@click.option("--rounds", type=cli.IntRange(min=1), default=20000, show_default=True,
+              help="rounds of 16 frames per measurement")
+@click.option("--json", is_flag=True, help="the figures as JSON")
+@cli.common_options(version=False)
+@cli.pass_args
+def command(args):
+    """Per-packet cost of the two filter paths on one core."""
+    run(args)
 
 
 def run(args):
@@ -122,7 +127,7 @@ def run(args):
 
 
 def main(argv=None):
-    return cli.run("bench_filters", build_parser, run, argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

@@ -1,39 +1,65 @@
-"""nm-offload scrubbing rate: 90 % flood / 10 % valid traffic, a 1,000-rule
-filter, a real UDP server behind it.
+"""nm-offload against XDP_DROP and the bare kernel, in one run: the
+scrubbing rate (the highest offered rate of a flood + valid mix at which no
+valid packet is lost), what a real UDP server receives, where lost valid
+packets were lost, and the CPU each packet costs.
 
-    python -m tools.bench_offload --rates 50k,100k,200k,400k --seconds 4
+    python -m tools.bench_offload                       # 10 % and 50 % valid, 20 s trials
+    python -m tools.bench_offload --valid 10 --seconds 60 --soak 600 --json out.json
 
-A veth pair in two namespaces: the sender (its own namespace) offers the
-mix at each rate -- flood: UDP to port 53 from spoofed 198.18.0.0/15
-sources; valid: UDP to port 53 from the client's real address, numbered;
-nm-offload bypasses the receiver's RX queue with the xdp backend, runs
-the 1,000 rules (998 that match nothing, then allow the client, deny the
-rest of port 53) and reinjects what passes; a UDP server in the receiving
-namespace counts the valid packets.  The scrubbing rate is the highest
-offered rate at which no valid packet was lost.  nm-offload's own CPU time
-per packet is reported, and the test server's own socket-buffer drops
-(UdpRcvbufErrors) are counted so that losses above the scrubbing rate can
-be told apart from nm-offload's.
+The lab: a veth pair with 2 queues in two namespaces.  The sender replays
+a capture of the mix in a loop with netmapy-pktgen (xdp backend, TX queue
+0, pinned to CPU 0, paced to the trial's rate): flood = UDP to port 53
+from spoofed 198.18.0.0/15 sources, valid = UDP to port 53 from the
+client's real address.  On the receiving side a real UDP server (udpsink,
+C, recvmmsg) counts what the stack delivers, by source; nm-offload takes
+RX queue 0 with the xdp backend and the 1,000-rule file (998 rules that
+match nothing, then allow the client, deny the rest of port 53), pinned
+to CPU 1, as is the server.
+
+Each invocation measures, with the same generator:
+
+* the ceiling: the generator at full speed into an XDP_DROP program on the
+  receiver (what any XDP-based receiver could take here);
+* for each nm-offload variant (rules in the kernel, rules in user space):
+  a zero-loss search over paced trials (netmapy/tools/zeroloss.py) -- the
+  scrubbing rate -- and, at each rate tried, the valid packets the server
+  got;
+* the bare kernel (nothing attached: the stack and the server take
+  everything, flood included) at the same rates, for the >= 0.9x
+  comparison of valid packets received;
+* CPU per offered packet: nm-offload's workers (process time) plus the
+  softirq time of both CPUs (the XDP program runs in the sender's softirq
+  on veth; reinjection in the worker's), beside XDP_DROP's.
+
+Lost valid packets are split by where: before nm-offload (the generator
+sent them, the allow rule never saw them: the queue or its socket ring
+overflowed), in reinjection (nm-offload's reinject_failed), in the stack
+(reinjected but not delivered to the socket: e.g. backlog drops), and in
+the server's socket buffer (UdpRcvbufErrors).
 """
 
-import argparse
 import ipaddress
 import json
 import os
+import random
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
+import click
+
 from netmapy import cli
+from netmapy.tools.zeroloss import search
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOW = 1000                     # frames per pass of the mix capture
+GEN_CPU, MBOX_CPU = 0, 1
 
 
+# ------------------------------------------------------------------ traffic
 def frame(src_mac, dst_mac, src, dst, sport, dport, payload):
     l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0, 64, 17, 0,
@@ -55,161 +81,341 @@ def rules(nrules, client, linear=False):
     return "\n".join(lines) + "\n"
 
 
-def parse_rate(t):
-    t = t.strip().lower()
-    mult = 1e3 if t.endswith("k") else 1e6 if t.endswith("m") else 1
-    return int(float(t.rstrip("km")) * mult)
-
-
-def sender(v, rate, seconds, out):
-    """Offer the 90/10 mix at `rate` pps for `seconds` (paced per 10 ms)."""
+def write_mix(v, share, path):
+    """FLOW frames, `share` % of them valid (spread evenly); returns the
+    number of valid frames among the first k, for every k."""
     import netmapy
-    os.sched_setaffinity(0, {0})
-    flood = [frame(v.mac_a, v.mac_b, "198.18.%d.%d" % (i // 250, i % 250 + 1), v.ip_b,
-                   1024 + i, 53, b"F" * 18) for i in range(900)]
-    valid_n = 0
-    sent = 0
-    with netmapy.open("packet:%s/T" % v.if_a, netns=v.ns_a) as tx:
-        t0 = time.monotonic()
-        tick = 0.01
-        per_tick = max(10, int(rate * tick))
-        k = 0
-        while time.monotonic() - t0 < seconds:
-            batch = []
-            for j in range(per_tick):
-                if (k + j) % 10 == 0:
-                    batch.append(frame(v.mac_a, v.mac_b, v.ip_a, v.ip_b, 40000, 53,
-                                       b"V" + struct.pack("!I", valid_n) + b"x" * 13))
-                    valid_n += 1
-                else:
-                    batch.append(flood[(k + j) % 900])
-            k += per_tick
-            sent += tx.send(batch)
-            nxt = t0 + tick * (k // per_tick)
-            d = nxt - time.monotonic()
-            if d > 0:
-                time.sleep(d)
-    out.update(sent=sent, valid=valid_n, seconds=time.monotonic() - t0)
+    rnd = random.Random(53)
+    nvalid = FLOW * share // 100
+    valid_at = {int(i * FLOW / nvalid) for i in range(nvalid)} if nvalid else set()
+    frames, prefix = [], [0]
+    for i in range(FLOW):
+        if i in valid_at:
+            f = frame(v.mac_a, v.mac_b, v.ip_a, v.ip_b, 40000 + i % 1000, 53, b"V" * 18)
+        else:
+            src = "198.%d.%d.%d" % (18 + rnd.getrandbits(1), rnd.randrange(256), rnd.randrange(1, 255))
+            f = frame(v.mac_a, v.mac_b, src, v.ip_b, rnd.randrange(1024, 65536), 53, b"F" * 18)
+        frames.append(f)
+        prefix.append(prefix[-1] + (i in valid_at))
+    with netmapy.open("pcap:" + path, mode="w") as w:
+        assert w.send(frames) == FLOW
+    return prefix
 
 
-def udp_rcvbuf_errors(ns):
-    """UdpRcvbufErrors of namespace ns: datagrams the stack dropped because
-    a socket's receive buffer was full (here: the Python test server
-    falling behind, not nm-offload)."""
+def generate(v, pcap, rate, seconds):
+    """Replay the mix at `rate` pps (None: full speed) for `seconds`;
+    returns pktgen's summary."""
+    argv = [sys.executable, "-m", "netmapy.tools.pktgen", "-i", v.if_a, "--backend", "xdp",
+            "--queue", "0", "--netns", v.ns_a,
+            "--pcap", pcap, "--loop", "0", "-d", "%g" % seconds, "--cpus", str(GEN_CPU),
+            "--json", "-T", "0"]
+    argv += ["--replay-rate", "%d" % rate] if rate else ["--topspeed"]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=REPO), timeout=seconds + 60)
+    if out.returncode != 0:
+        raise cli.CliError("the generator failed: %s" % out.stderr.strip()[-300:])
+    return [json.loads(l) for l in out.stdout.splitlines() if '"summary"' in l][-1]
+
+
+# ----------------------------------------------------------- host readings
+def cpu_ticks():
+    """{cpu: (busy ticks outside softirq, softirq ticks)} from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                p = line.split()
+                v = [int(x) for x in p[1:8]]     # user nice system idle iowait irq softirq
+                out[int(p[0][3:])] = (v[0] + v[1] + v[2] + v[5], v[6])
+    return out
+
+
+def softnet_dropped():
+    with open("/proc/net/softnet_stat") as f:
+        return sum(int(l.split()[1], 16) for l in f if l.strip())
+
+
+def ns_udp_rcvbuf_errors(ns):
     text = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"],
                           capture_output=True, text=True, check=True).stdout
     head, vals = [l.split() for l in text.splitlines() if l.startswith("Udp:")][:2]
     return int(vals[head.index("RcvbufErrors")])
 
 
-def measure(v, rate, seconds, rules_path):
-    from netmapy.netns import netns
-    with netns(v.ns_b):
-        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    srv.bind((v.ip_b, 53))
-    srv.settimeout(0.2)
-    got = set()
-    stop = threading.Event()
+def rx_packets(ns, ifname):
+    out = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", ifname],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]["stats64"]["rx"]["packets"]
 
-    def serve():
-        while not stop.is_set():
+
+class Sink:
+    """udpsink in the receiving namespace, pinned to the middlebox CPU."""
+
+    binary = None
+
+    def __init__(self, v):
+        if Sink.binary is None:
+            d = tempfile.mkdtemp(prefix="nmbench-udpsink-")
+            Sink.binary = os.path.join(d, "udpsink")
+            subprocess.run(["cc", "-O2", "-o", Sink.binary, os.path.join(REPO, "tools", "udpsink.c")],
+                           check=True)
+        self.p = subprocess.Popen(["ip", "netns", "exec", v.ns_b, "taskset", "-c", str(MBOX_CPU),
+                                   Sink.binary, v.ip_b, "53", v.ip_a],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        if "ready" not in line:
+            raise cli.CliError("udpsink did not start: %s" % self.p.stderr.read().strip())
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        out, err = self.p.communicate(timeout=30)
+        return json.loads(out.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------- variants
+class Offload:
+    """nm-offload on queue 0 of the receiver, rules in the kernel or not."""
+
+    def __init__(self, v, rules_path, where):
+        self.v, self.rules_path, self.where = v, rules_path, where
+        self.name = "nm-offload (rules in %s)" % ("the kernel" if where == "kernel" else
+                                                   "user space")
+
+    def start(self):
+        import psutil
+        v = self.v
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "middlebox.offload", v.if_b, "0", "--netns", v.ns_b,
+             "--rules", self.rules_path, "--rules-in", self.where, "--backend", "xdp",
+             "--cpus", str(MBOX_CPU), "--stats-json", "--interval", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=REPO))
+        seen = []
+        while True:
+            line = self.p.stderr.readline()
+            seen.append(line)
+            if not line:
+                self.p.wait()
+                raise cli.CliError("nm-offload did not start (exit %s): %s" % (
+                    self.p.returncode, "".join(seen).strip()[-300:] or "no output"))
+            if ": running," in line:
+                break
+        self.kids = psutil.Process(self.p.pid).children(recursive=True)
+
+    def cpu_seconds(self):
+        tot = 0.0
+        for k in self.kids:
             try:
-                d = srv.recv(2048)
-            except socket.timeout:
+                tot += sum(k.cpu_times()[:2])
+            except Exception:
+                pass
+        return tot
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        out, err = self.p.communicate(timeout=60)
+        lines = [l for l in out.splitlines() if l.startswith('{"summary"')]
+        if self.p.returncode != 0 or not lines:
+            raise cli.CliError("nm-offload failed: %s" % err.strip()[-300:])
+        return json.loads(lines[0])["summary"]
+
+
+def trial(v, pcap, prefix, rate, seconds, mbox=None):
+    """One trial; mbox None: the bare kernel."""
+    rcv0 = ns_udp_rcvbuf_errors(v.ns_b)
+    sink = Sink(v)
+    try:
+        if mbox:
+            mbox.start()
+        try:
+            c0, sn0 = cpu_ticks(), softnet_dropped()
+            w0 = mbox.cpu_seconds() if mbox else 0.0
+            g = generate(v, pcap, rate, seconds)
+            time.sleep(0.5)                           # let the last packets land
+            c1, sn1 = cpu_ticks(), softnet_dropped()
+            w1 = mbox.cpu_seconds() if mbox else 0.0
+        finally:
+            summ = mbox.stop() if mbox else None
+    finally:
+        got = sink.stop()
+    sent = g["packets"]
+    valid_sent = (sent // FLOW) * prefix[FLOW] + prefix[sent % FLOW]
+    hz = os.sysconf("SC_CLK_TCK")
+    r = dict(offered_pps=sent / max(1e-9, g["seconds"]), sent=sent, valid_sent=valid_sent,
+             valid_got=got["valid"], other_got=got["other"],
+             lost=valid_sent - got["valid"],
+             server_overflow=ns_udp_rcvbuf_errors(v.ns_b) - rcv0,
+             softnet_drops=sn1 - sn0,
+             softirq_ns_per_packet=1e9 * sum(c1[c][1] - c0[c][1] for c in c1) / hz / max(1, sent),
+             worker_ns_per_packet=1e9 * (w1 - w0) / max(1, sent))
+    if summ:
+        allow = [x for x in summ["rules"] if x["text"].startswith("allow udp from %s " % v.ip_a)]
+        seen = allow[0]["packets"] if allow else 0
+        r.update(offload_rx=summ["rx"], reinjected=summ["reinjected"],
+                 reinject_failed=summ["reinject_failed"], dropped=summ["dropped"],
+                 lost_before=valid_sent - seen,
+                 lost_in_reinjection=min(summ["reinject_failed"], seen),
+                 lost_in_stack=max(0, seen - min(summ["reinject_failed"], seen) - got["valid"]
+                                   - (ns_udp_rcvbuf_errors(v.ns_b) - rcv0)))
+    return r
+
+
+def xdp_drop_rate(v, pcap, seconds):
+    """The generator at full speed into an XDP_DROP program on the
+    receiver: packets per second XDP saw, and the softirq CPU per packet."""
+    from netmapy.tools.netbench import drop_object
+    obj = drop_object()
+    subprocess.run(["ip", "-n", v.ns_b, "link", "set", "dev", v.if_b, "xdpdrv", "obj", obj,
+                    "sec", "xdp_drop"], check=True)
+    try:
+        rx0, c0 = rx_packets(v.ns_b, v.if_b), cpu_ticks()
+        g = generate(v, pcap, None, seconds)
+        time.sleep(0.3)
+        rx1, c1 = rx_packets(v.ns_b, v.if_b), cpu_ticks()
+    finally:
+        subprocess.run(["ip", "-n", v.ns_b, "link", "set", "dev", v.if_b, "xdpdrv", "off"])
+    hz = os.sysconf("SC_CLK_TCK")
+    return dict(offered_pps=g["packets"] / g["seconds"], received_pps=(rx1 - rx0) / g["seconds"],
+                softirq_ns_per_packet=1e9 * sum(c1[c][1] - c0[c][1] for c in c1) / hz /
+                max(1, rx1 - rx0))
+
+
+# ---------------------------------------------------------------- the run
+def line(r):
+    s = "  offered %9.0f pps: valid %d/%d received" % (r["offered_pps"], r["valid_got"],
+                                                      r["valid_sent"])
+    if "offload_rx" in r:
+        s += " (lost: %d before nm-offload, %d in reinjection, %d in the stack, %d in the " \
+             "server's socket)" % (r["lost_before"], r["lost_in_reinjection"], r["lost_in_stack"],
+                                   r["server_overflow"])
+        s += "; nm-offload rx %d, reinjected %d, dropped %d, failed %d; CPU/packet: worker " \
+             "%.0f ns + softirq %.0f ns" % (r["offload_rx"], r["reinjected"], r["dropped"],
+                                            r["reinject_failed"], r["worker_ns_per_packet"],
+                                            r["softirq_ns_per_packet"])
+    else:
+        s += " (server socket overflow %d, softirq %.0f ns/packet)" % (
+            r["server_overflow"], r["softirq_ns_per_packet"])
+    return s
+
+
+def run_share(v, share, args, rules_path):
+    pcap = os.path.join(args.tmp, "mix%d.pcap" % share)
+    prefix = write_mix(v, share, pcap)
+    print("== %d %% valid (%d of every %d frames), %g s trials" % (share, prefix[FLOW], FLOW,
+                                                                   args.seconds), flush=True)
+    ceil = xdp_drop_rate(v, pcap, args.seconds)
+    print("ceiling: the generator at full speed offers %.0f pps; XDP_DROP on the receiver "
+          "takes %.0f pps (softirq %.0f ns/packet)" % (ceil["offered_pps"], ceil["received_pps"],
+                                                       ceil["softirq_ns_per_packet"]), flush=True)
+    out = dict(share=share, xdp_drop=ceil, variants={}, kernel=[])
+    top = ceil["received_pps"]
+    for where in args.variants:
+        mb = Offload(v, rules_path, where)
+        print(mb.name + ":", flush=True)
+        best, trials = search(lambda rate: trial(v, pcap, prefix, rate, args.seconds, mb), top,
+                              resolution=args.resolution, max_trials=args.trials,
+                              report=lambda r: print(line(r), flush=True))
+        print("  scrubbing rate: %.0f pps = %.2fx XDP_DROP's %.0f pps" % (
+            best, best / top if top else 0, top), flush=True)
+        out["variants"][where] = dict(scrubbing_rate=best, ratio_xdp_drop=best / top if top else 0,
+                                      trials=trials)
+    # the bare kernel at the rates the variants reached (and below)
+    rates = sorted({round(x["scrubbing_rate"] * f) for x in out["variants"].values()
+                    for f in (0.25, 0.5, 1.0) if x["scrubbing_rate"] > 0})
+    print("bare kernel (no middlebox; the server also gets the flood):", flush=True)
+    for rate in rates:
+        r = trial(v, pcap, prefix, rate, args.seconds, None)
+        r["requested_pps"] = rate
+        out["kernel"].append(r)
+        print(line(r), flush=True)
+    # valid received through nm-offload vs the bare kernel at about the same rate
+    for where, x in out["variants"].items():
+        for t in x["trials"]:
+            if not out["kernel"] or t["offered_pps"] > x["scrubbing_rate"] * 1.001:
                 continue
-            if d[:1] == b"V":
-                got.add(struct.unpack("!I", d[1:5])[0])
-    th = threading.Thread(target=serve)
-    th.start()
-    p = subprocess.Popen([sys.executable, "-m", "middlebox.offload", v.if_b, "0", "--netns", v.ns_b,
-                          "--rules", rules_path, "--backend", "xdp", "--cpus", "1",
-                          "--stats-json", "--interval", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
-    seen = []
-    while True:
-        line = p.stderr.readline()
-        seen.append(line)
-        if not line:
-            p.wait()
-            stop.set()
-            th.join()
-            srv.close()
-            raise cli.CliError("nm-offload did not start (exit %s): %s" % (
-                p.returncode, "".join(seen).strip()[-300:] or "no output"))
-        if ": running," in line:
-            break
-    import psutil
-    kids = psutil.Process(p.pid).children(recursive=True)
-    cpu0 = sum(sum(k.cpu_times()[:2]) for k in kids)
-    res = {}
-    rcvbuf0 = udp_rcvbuf_errors(v.ns_b)
-    sender(v, rate, seconds, res)
-    time.sleep(0.5)
-    cpu1 = sum(sum(k.cpu_times()[:2]) for k in kids if k.is_running())
-    p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=30)
-    rcvbuf1 = udp_rcvbuf_errors(v.ns_b)
-    stop.set()
-    th.join()
-    srv.close()
-    summ = json.loads([l for l in out.splitlines() if l.startswith('{"summary"')][0])["summary"]
-    return dict(offered_pps=res["sent"] / res["seconds"], sent=res["sent"], valid_sent=res["valid"],
-                valid_received=len(got), valid_lost=res["valid"] - len(got),
-                server_overflow=rcvbuf1 - rcvbuf0,
-                offload_rx=summ["rx"], reinjected=summ["reinjected"], dropped=summ["dropped"],
-                cpu_ns_per_packet=1e9 * (cpu1 - cpu0) / max(1, summ["rx"]))
+            k = min(out["kernel"], key=lambda r: abs(r["offered_pps"] - t["offered_pps"]))
+            t["vs_kernel"] = (t["valid_got"] / t["valid_sent"]) / max(1e-9, k["valid_got"] /
+                                                                      max(1, k["valid_sent"]))
+            print("  %s at %.0f pps: valid delivered %.3fx the bare kernel's (at %.0f pps)" % (
+                where, t["offered_pps"], t["vs_kernel"], k["offered_pps"]), flush=True)
+    return out
 
 
-def build_parser():
-    p = argparse.ArgumentParser(description="nm-offload scrubbing rate benchmark",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--rates", default="50k,100k,200k,300k,400k")
-    p.add_argument("--seconds", type=float, default=4)
-    p.add_argument("--rules", type=int, default=1000)
-    p.add_argument("--linear", action="store_true",
-                   help="write the non-matching rules as port ranges, which the rule index "
-                        "does not cover: measures the plain in-order walk")
-    p.add_argument("--json", metavar="FILE")
-    cli.add_common(p)
-    return p
+def _percentages(ctx, param, value):
+    try:
+        shares = [int(x) for x in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("%r: percentages such as 10,50" % value)
+    if any(not 0 < s <= 100 for s in shares):
+        raise click.BadParameter("%r: percentages between 1 and 100" % value)
+    return shares
+
+
+def _variants(ctx, param, value):
+    out = [x.strip() for x in value.split(",") if x.strip()]
+    bad = [x for x in out if x not in ("kernel", "user")]
+    if bad or not out:
+        raise click.BadParameter("kernel or user, not %r" % (bad[0] if bad else value))
+    return out
+
+
+@cli.command("bench_offload", epilog=__doc__.split("\n\n", 1)[1])
+@click.option("--valid", default="10,50", show_default=True, callback=_percentages,
+              metavar="PCT,...", help="valid shares in %")
+@click.option("--seconds", type=cli.SECONDS, default=20, show_default=True, help="trial length")
+@click.option("--rules", type=cli.IntRange(min=1), default=1000, show_default=True,
+              help="rules in the file")
+@click.option("--linear", is_flag=True,
+              help="write the non-matching rules as port ranges (the in-order walk)")
+@click.option("--variants", default="kernel,user", show_default=True, callback=_variants,
+              metavar="kernel,user", help="nm-offload variants")
+@click.option("--trials", type=cli.IntRange(min=1), default=7, show_default=True,
+              help="trials per search")
+@click.option("--resolution", type=click.FloatRange(0, 1, min_open=True), default=0.05,
+              show_default=True,
+              help="stop searching when the interval is below this share of the ceiling")
+@click.option("--soak", type=cli.SECONDS, default=0, metavar="SEC",
+              help="then run nm-offload (rules in the kernel) this long at its scrubbing rate "
+                   "and report every valid packet's fate")
+@click.option("--json", metavar="FILE", type=click.Path(dir_okay=False),
+              help="also write the results as JSON")
+@cli.common_options(version=False)
+@cli.pass_args
+def command(args):
+    """nm-offload against XDP_DROP and the bare kernel, in one run."""
+    return run(args)
 
 
 def run(args):
-    from tools.lab import VethPair
-    rates = [parse_rate(r) for r in args.rates.split(",")]
+    from netmapy.tools.lab import VethPair
+    shares = args.valid
+    args.tmp = tempfile.mkdtemp(prefix="nmbench-offload-")
     results = []
-    with VethPair(queues=1) as v:
-        f = tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False)
-        f.write(rules(args.rules, v.ip_a, args.linear))
-        f.close()
-        try:
-            for r in rates:
-                m = measure(v, r, args.seconds, f.name)
-                m["rate"] = r
-                results.append(m)
-                print("offered %8.0f pps: valid %d/%d received (%d lost, %d of them in the test "
-                      "server's socket buffer), nm-offload rx %d, reinjected %d, dropped %d, "
-                      "%.0f ns CPU/packet" % (
-                          m["offered_pps"], m["valid_received"], m["valid_sent"], m["valid_lost"],
-                          m["server_overflow"],
-                          m["offload_rx"], m["reinjected"], m["dropped"], m["cpu_ns_per_packet"]),
-                      flush=True)
-        finally:
-            os.unlink(f.name)
-    ok = [m for m in results if m["valid_lost"] == 0]
-    best = max((m["offered_pps"] for m in ok), default=0)
-    own = max((m["offered_pps"] for m in results if m["reinjected"] >= m["valid_sent"]), default=0)
-    print("scrubbing rate (no valid packet lost), %d rules: %.0f pps" % (args.rules, best))
-    print("nm-offload reinjected every valid packet up to: %.0f pps offered" % own)
+    with VethPair(queues=2) as v:
+        rules_path = os.path.join(args.tmp, "scrub.rules")
+        with open(rules_path, "w") as f:
+            f.write(rules(args.rules, v.ip_a, args.linear))
+        for share in shares:
+            results.append(run_share(v, share, args, rules_path))
+        soak = None
+        if args.soak:
+            pcap = os.path.join(args.tmp, "mix%d.pcap" % shares[0])
+            prefix = write_mix(v, shares[0], pcap)
+            rate = results[0]["variants"].get("kernel", {}).get("scrubbing_rate") or \
+                results[0]["xdp_drop"]["received_pps"]
+            print("soak: %g s at %.0f pps, %d %% valid, rules in the kernel" % (
+                args.soak, rate, shares[0]), flush=True)
+            soak = trial(v, pcap, prefix, rate, args.soak, Offload(v, rules_path, "kernel"))
+            print(line(soak), flush=True)
     if args.json:
-        json.dump(dict(results=results, scrubbing_rate=best, reinjected_all_up_to=own), open(args.json, "w"), indent=1)
+        with open(args.json, "w") as f:
+            json.dump(dict(results=results, soak=soak, seconds=args.seconds, rules=args.rules),
+                      f, indent=1)
     return 0
 
 
 def main(argv=None):
-    return cli.run("bench_offload", build_parser, run, argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ dropped at the balancer, as a NIC queue would), and the sink measures each
 probe's latency.  Run with and without --priority; p50/p99/max reported.
 """
 
-import argparse
 import ipaddress
 import json
 import multiprocessing as mp
@@ -34,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import click
 
 from netmapy import cli
 
@@ -188,18 +189,19 @@ def latency(args):
     return dict(benchmark="latency", rules=args.rules, workers=args.workers, results=out)
 
 
-def build_parser():
-    p = argparse.ArgumentParser(description="pipeline benchmarks",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("which", choices=["scaling", "latency", "all"])
-    p.add_argument("--rules", type=int, default=10000)
-    p.add_argument("--seconds", type=float, default=8)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--json", metavar="FILE")
-    cli.add_common(p)
-    return p
+@cli.command("bench_pipeline", epilog=__doc__.split("\n\n", 1)[1])
+@click.argument("which", type=click.Choice(["scaling", "latency", "all"]))
+@click.option("--rules", type=cli.IntRange(min=1), default=10000, show_default=True)
+@click.option("--seconds", type=cli.SECONDS, default=8, show_default=True)
+@click.option("--repeat", type=cli.IntRange(min=1), default=3, show_default=True)
+@click.option("--workers", type=cli.IntRange(1, 64), default=1, show_default=True)
+@click.option("--json", metavar="FILE", type=click.Path(dir_okay=False),
+              help="also write the results as JSON")
+@cli.common_options(version=False)
+@cli.pass_args
+def command(args):
+    """Pipeline benchmarks."""
+    return run(args)
 
 
 def run(args):
@@ -222,7 +224,7 @@ def run(args):
 
 
 def main(argv=None):
-    return cli.run("bench_pipeline", build_parser, run, argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ median and the spread.
 Root is needed (the lab).  Ctrl-C stops everything and removes the lab.
 """
 
-import argparse
 import json
 import os
 import re
@@ -35,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import click
 
 from netmapy import cli
 
@@ -47,7 +48,9 @@ def log(*a):
 
 
 def _pktgen_argv(port, ln, size, extra=()):
-    return [sys.executable, "-m", "tools.pktgen", "-i", port, "-f", "tx", "-l", str(size),
+    """netmapy-pktgen tx on ``port``: a port name, or [IFACE, options...]."""
+    port = [port] if isinstance(port, str) else list(port)
+    return [sys.executable, "-m", "netmapy.tools.pktgen", "-i"] + port + ["-f", "tx", "-l", str(size),
             "--src-mac", ln.src_mac, "--dst-mac", ln.sink_mac, "--src-ip", ln.src_ip,
             "--dst-ip", ln.sink_ip, "--src-port", "9", "--dst-port", "9", "-T", "0",
             "--json"] + list(extra)
@@ -102,10 +105,10 @@ class Case:
 
 class PktgenPacket(Case):
     name = "netmapy-pktgen packet"
-    port = "packet:%s"
+    port = ["--backend", "packet"]
 
     def start(self):
-        self.proc = _popen(_pktgen_argv(self.port % self.ln.src_if, self.ln, self.size,
+        self.proc = _popen(_pktgen_argv([self.ln.src_if] + self.port, self.ln, self.size,
                                         ["--netns", self.lab.ns("src"), "--cpus", "0"]))
         line = self.proc.stdout.readline()
         if not line.startswith("{"):
@@ -114,7 +117,7 @@ class PktgenPacket(Case):
 
 class PktgenXdp(PktgenPacket):
     name = "netmapy-pktgen xdp"
-    port = "xdp:%s-0/T"
+    port = ["--backend", "xdp", "--queue", "0"]
 
     def available(self):
         try:
@@ -185,7 +188,7 @@ class Pipe(Case):
 
     def start(self):
         self.parent = "bpg%d_%d" % (os.getpid(), int(time.monotonic() * 1000) % 100000)
-        self.rx = _popen([sys.executable, "-m", "tools.pktgen", "-i", "pipe:%s}1" % self.parent,
+        self.rx = _popen([sys.executable, "-m", "netmapy.tools.pktgen", "-i", "pipe:%s}1" % self.parent,
                           "-f", "rx", "--cpus", "1", "--no-verify", "-T", "0", "--json"])
         if not self.rx.stdout.readline().startswith("{"):
             raise RuntimeError("pktgen rx did not start: %s" % self.rx.stderr.read())
@@ -239,7 +242,7 @@ def run_case(lab, cls, size, warmup, seconds, sizes=None):
 
 
 def bench(cases, seconds=5.0, repeat=3, size=60, warmup=1.0, prefix="pgb"):
-    from tools.lab import Lab
+    from netmapy.tools.lab import Lab
     if os.geteuid() != 0:
         raise cli.CliError("the benchmark needs root (it builds the veth lab)")
     classes = {"packet": PktgenPacket, "xdp": PktgenXdp, "trafgen": Trafgen,
@@ -297,26 +300,36 @@ def report(r):
     return "\n".join(lines)
 
 
-def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--cases", default=",".join(CASES),
-                   help="comma-separated, from %s (default: all)" % ",".join(CASES))
-    p.add_argument("--seconds", type=float, default=5.0, help="measured window per run")
-    p.add_argument("--repeat", type=int, default=3, help="rounds (median)")
-    p.add_argument("--size", type=int, default=60, help="frame size without FCS")
-    p.add_argument("--prefix", default="pgb", help="lab namespace prefix")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    cli.add_common(p)
-    return p
+def _cases(ctx, param, value):
+    cases = [c.strip() for c in value.split(",") if c.strip()]
+    bad = [c for c in cases if c not in CASES]
+    if bad or not cases:
+        raise click.BadParameter("unknown case %s (known: %s)" % (", ".join(bad) or "''",
+                                                                  ", ".join(CASES)))
+    return cases
+
+
+@cli.command("bench_pktgen", epilog=__doc__.split("\n\n", 1)[1])
+@click.option("--cases", default=",".join(CASES), callback=_cases, metavar="CASE,...",
+              help="comma-separated, from %s (default: all)" % ",".join(CASES))
+@click.option("--seconds", type=cli.SECONDS, default=5.0, show_default=True,
+              help="measured window per run")
+@click.option("--repeat", type=cli.IntRange(min=1), default=3, show_default=True,
+              help="rounds (median)")
+@click.option("--size", type=cli.IntRange(60, 1514), default=60, show_default=True,
+              help="frame size without FCS")
+@click.option("--prefix", default="pgb", show_default=True, help="lab namespace prefix")
+@click.option("--json", metavar="FILE", type=click.Path(dir_okay=False),
+              help="also write the results as JSON")
+@cli.common_options(version=False)
+@cli.pass_args
+def command(args):
+    """netmapy-pktgen against trafgen and testpmd (see the module docstring)."""
+    return run(args)
 
 
 def run(args):
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    bad = [c for c in cases if c not in CASES]
-    if bad:
-        raise cli.CliError("unknown case %s (known: %s)" % (", ".join(bad), ", ".join(CASES)))
+    cases = args.cases
     cli.terminate_on_sigterm()
     r = bench(cases, args.seconds, args.repeat, args.size, prefix=args.prefix)
     print(report(r), flush=True)
@@ -327,7 +340,7 @@ def run(args):
 
 
 def main(argv=None):
-    return cli.run("bench_pktgen", build_parser, run, argv)
+    return cli.run(command, argv)
 
 
 if __name__ == "__main__":

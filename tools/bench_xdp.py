@@ -31,7 +31,6 @@ have none of their own to report).
 tools/bench.py).
 """
 
-import argparse
 import contextlib
 import json
 import tempfile
@@ -47,7 +46,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tools.lab import Lab, LabError, stop_process  # noqa: E402
+import click  # noqa: E402
+
+from netmapy import cli  # noqa: E402
+from netmapy.tools.lab import Lab, LabError, stop_process  # noqa: E402
 
 MBOX_CPU = 1
 
@@ -358,20 +360,28 @@ def format_rows(title, rows):
     return "\n".join(lines)
 
 
+@cli.command("bench_xdp", epilog=__doc__.split("\n\n", 1)[1])
+@click.argument("what", type=click.Choice(("rx", "bridge", "all")), default="all")
+@click.option("--seconds", type=cli.SECONDS, default=5.0, show_default=True)
+@click.option("--runs", type=cli.IntRange(min=1), default=1, show_default=True)
+@click.option("--size", type=cli.IntRange(60, 1514), default=60, show_default=True)
+@click.option("--json", is_flag=True, help="machine-readable output")
+@click.option("--sink", type=click.Choice(("xdp_drop", "stack")), default="xdp_drop",
+              show_default=True, help="bridge: what takes the frames at k0")
+@cli.common_options(version=False)
+@cli.pass_args
+def command(args):
+    """AF_XDP receive and bridging against the kernel's own paths (see the module docstring)."""
+    return run(args)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.bench_xdp",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", nargs="?", choices=("rx", "bridge", "all"), default="all")
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--size", type=int, default=60)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--sink", choices=("xdp_drop", "stack"), default="xdp_drop",
-                    help="bridge: what takes the frames at k0 (default xdp_drop)")
-    args = ap.parse_args(argv)
+    return cli.run(command, argv)
+
+
+def run(args):
     if os.geteuid() != 0:
-        print("bench_xdp: needs root (it builds the veth lab)", file=sys.stderr)
-        return 1
+        raise cli.CliError("needs root (it builds the veth lab)")
     report = {}
 
     def show(title):

@@ -8,10 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential            # C compiler for the extensions
+  build-essential pkg-config # C compiler for the extensions; setup.py asks pkg-config
   libpcap-dev tcpdump        # pcap backend, filters; reading captures
   libbpf-dev libxdp-dev      # xdp backend
   clang llvm bpftool xdp-tools
+  libclang-rt-dev            # libFuzzer + sanitizer runtimes for clang (the parser's fuzz test)
   iproute2 ethtool iputils-ping util-linux psmisc   # lab, NIC control, setpriv
   netsniff-ng                # trafgen: the lab's traffic generator
   tshark                     # editcap (pcapng tests), capture inspection
@@ -31,7 +32,8 @@ fi
 PY=${PYTHON:-python3}
 echo "setup.sh: pip install build requirements and test tools"
 "$PY" -m pip install -q --upgrade "pip>=23" "setuptools>=64" wheel "Cython>=3.0"
-"$PY" -m pip install -q "psutil>=5.9" "pytest>=7" "hypothesis>=6" "matplotlib>=3.5"
+"$PY" -m pip install -q "psutil>=5.9" "click>=8.1" "pytest>=7" "hypothesis>=6" "matplotlib>=3.5" \
+  "mypy>=1.18"
 echo "setup.sh: building netmapy"
 "$PY" -m pip install -q --no-build-isolation -e .
 "$PY" -c "import netmapy, netmapy.backends.packet, netmapy.backends.pipe, netmapy.backends.pcap; print('setup.sh: netmapy', netmapy.__version__, 'ready')"

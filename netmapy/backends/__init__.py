@@ -63,7 +63,7 @@ BACKENDS = {
     "pcap": Backend("pcap", "pcap", "capture files (read as RX, write as TX)", _module_ok("pcap")),
 }
 
-_said = set()
+_said: set = set()
 
 
 def resolve(pname) -> Backend:

@@ -14,3 +14,7 @@ cdef class PcapPort(Port):
     cdef char pending_msg[256]
     cdef bint nano
     cdef int evfd
+    cdef char path_c[4096]          # the file, for rewind
+    cdef uint64_t rewinds
+
+    cdef int c_rewind(self) noexcept nogil

@@ -58,6 +58,9 @@ cdef class PcapPort(Port):
         mid = memid if memid is not None else (name.memid or 1)
         self.mem = anon_memory(mid)
         path = os.fsencode(self.path)
+        if len(path) >= sizeof(self.path_c):
+            raise CaptureFileError(self.path, "the path is too long", _errno.ENAMETOOLONG)
+        strncpy(self.path_c, path, sizeof(self.path_c) - 1)
         if mode == "r":
             if not os.path.exists(self.path):
                 raise CaptureFileError(self.path, "no such capture file (to write one, "
@@ -128,6 +131,28 @@ cdef class PcapPort(Port):
         if self.dead != NULL:
             pcap_close(self.dead)
             self.dead = NULL
+
+    cdef int c_rewind(self) noexcept nogil:
+        """Read the capture again from its first frame (after eof): what
+        is already in the RX ring stays.  0, or -1 (error kept)."""
+        cdef char errbuf[PCAP_ERRBUF_SIZE]
+        cdef pcap_t *h
+        if self.rx == NULL:
+            return self.fail(EIO, "rewind: the capture is not open for reading")
+        h = pcap_open_offline_with_tstamp_precision(self.path_c, PCAP_TSTAMP_PRECISION_NANO,
+                                                    errbuf)
+        if h == NULL:
+            return self.fail(EIO, "rewind: the capture cannot be read again")
+        pcap_close(self.rx)
+        self.rx = h
+        self.eof = False
+        self.rewinds += 1
+        return 0
+
+    def rewind(self):
+        """Read the capture again from the start (replay loops)."""
+        if self.c_rewind() < 0:
+            self.raise_error()
 
     cdef int b_rxsync(self, uint32_t i) noexcept nogil:
         cdef netmap_ring *r = self.rxr[0]

@@ -3,8 +3,9 @@
 
 ``pipe:NAME{N`` is the master end and ``pipe:NAME}N`` the slave end of pipe
 N of parent NAME.  All pipes of a parent share one memory domain (a 0600
-file in the run directory, ``/dev/shm/netmapy-UID`` unless NETMAPY_RUNDIR
-says otherwise), so buffers move between them by index: zero copy.
+file in pipes/ of netmapy's run directory, ``netmapy.rundir``:
+``/dev/shm/netmapy-UID`` unless NETMAPY_RUNDIR says otherwise), so buffers
+move between them by index: zero copy.
 
 Each end has one TX and one RX ring.  Packets written to one end's TX ring
 arrive in the other end's RX ring at its next rxsync/poll.  Nothing is
@@ -43,18 +44,13 @@ DEFAULT_BUF_SIZE = 2048
 
 
 def rundir():
-    """Where pipe domains and doorbells live (0700, owned by this user)."""
-    d = os.environ.get("NETMAPY_RUNDIR") or "/dev/shm/netmapy-%d" % os.getuid()
+    """Where pipe domains and doorbells live: the pipes/ sub-directory of
+    netmapy's run directory (0700, owned by this user; see netmapy.rundir)."""
+    from netmapy import rundir as _rundir
     try:
-        os.mkdir(d, 0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(d)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise BackendError("pipe run directory %s is not a directory owned by "
-                           "uid %d: remove it or set NETMAPY_RUNDIR" % (d, os.getuid()))
-    if st.st_mode & 0o077:
-        os.chmod(d, 0o700)
+        d = _rundir.rundir("pipes")
+    except NetmapyError as e:
+        raise BackendError("pipes: %s" % e) from None
     if d not in _checked_dirs:
         _checked_dirs.add(d)
         if not _in_memory_fs(d):
@@ -89,13 +85,18 @@ cdef uint64_t _round(uint64_t v, uint64_t a):
 
 
 def _starttime(pid):
-    """Process start time in clock ticks (guards against pid reuse)."""
+    """Process start time in clock ticks (guards against pid reuse); None
+    when there is no such process or it is a zombie (dead, holding nothing,
+    not yet reaped)."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             data = f.read()
     except OSError:
         return None
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
 
 
 def _alive(pid, starttime):
@@ -484,15 +485,17 @@ def open_port(name, **kw):
     return open_or_undo(PipePort(name), kw)
 
 
-def clean_stale():
+def clean_stale(parents=None):
     """Free the pipes whose ends are all closed or dead (their processes were
     killed), and remove domains left without pipes.  Returns
     [(parent, pipes freed, domain removed)].  Pipes with a live end are kept
-    (packets in flight wait for a restarted peer)."""
+    (packets in flight wait for a restarted peer).  parents: only these
+    domains (default: every domain in the run directory)."""
     cdef Domain dom
     cdef nmp_pipe *p
     out = []
-    for parent in list_domains():
+    doms = list_domains()
+    for parent in doms if parents is None else [x for x in parents if x in doms]:
         with _Locked(parent) as lk:
             if lk.created:              # an empty file: nothing in it
                 os.unlink(lk.path)

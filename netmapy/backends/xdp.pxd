@@ -44,12 +44,12 @@ cdef extern from "nm_xdp.h" nogil:
         uint64_t fill_wakeups
         int last_err
 
-    struct nx_host:
-        int prog_fd, ifindex, queue
-        int ns_fd
-        uint64_t ns_ino
+    struct nm_inject:
+        int sock_fd, prog_fd, link_fd
+        int ifindex
+        uint64_t cookie
         uint32_t next_tx
-        uint64_t packets, bytes, errors, oversize
+        uint64_t packets, bytes, failed, failed_bytes, bad, again
         int last_err
 
     struct xdp_statistics:
@@ -86,9 +86,13 @@ cdef extern from "nm_xdp.h" nogil:
     uint32_t nx_reclaim(nx_sock *s, nx_pool *p)
     int nx_kick(nx_sock *s)
     int nx_tx_sync(nx_sock *s, netmap_ring *r, nx_pool *p)
-    int nx_host_tx(nx_host *h, netmap_ring *r)
+    void nm_inject_init(nm_inject *h)
+    int nm_inject_socket(nm_inject *h, int ifindex, int sndbuf, const char **stage)
+    int nm_inject_attach(nm_inject *h, int prog_fd)
+    void nm_inject_close(nm_inject *h)
+    int nm_inject_tx(nm_inject *h, netmap_ring *r)
 
-    int nx_prog_load(const char *name, const void *insns, uint32_t cnt, char *log, uint32_t log_size)
+    int nx_prog_load(int type, const char *name, const void *insns, uint32_t cnt, char *log, uint32_t log_size)
     int nx_map_create(int type, const char *name, uint32_t key, uint32_t value, uint32_t entries)
     int nx_map_set(int fd, uint32_t key, uint32_t value)
     int nx_map_del(int fd, uint32_t key)
@@ -123,7 +127,7 @@ cdef class XdpPort(Port):
     cdef nx_pool *pool
     cdef uint32_t nsocks
     cdef bint rx_on, tx_on, host_on
-    cdef nx_host host
+    cdef nm_inject host
     cdef int ep_in, ep_out
     cdef object _py                 # Python-side state (dict)
     cdef readonly str ifname

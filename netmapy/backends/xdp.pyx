@@ -60,7 +60,8 @@ from netmapy.includes.system cimport (
     MAP_ANONYMOUS, MAP_NORESERVE, pollfd, POLLIN, POLLOUT, errno, close,
     gettimeofday, timeval)
 from netmapy.core import open_or_undo
-from netmapy.core cimport Port, Memory, poll_pair, ring_move
+from netmapy.core cimport Port, Memory, poll_pair, ring_move, pair_interrupted
+from netmapy.stop cimport stop_requested
 from netmapy.includes.system cimport monotonic_ms
 
 import atexit
@@ -194,7 +195,7 @@ class _InNs:
 
 # ----------------------------------------------------------- programs
 
-def _steer_asm(steer, netmask=None, ifname=None):
+def _steer_asm(steer, netmask=None, ifname=None, chain=False):
     """The steer program from a steer option (a tcpdump expression,
     classic BPF text or a list of instructions).  An expression gets
     netmask, or by default the IPv4 netmask of ifname (read now, in the
@@ -202,18 +203,21 @@ def _steer_asm(steer, netmask=None, ifname=None):
     if isinstance(steer, str):
         s = steer.strip()
         if cbpf.looks_like_text(s):
-            return xdpprog.steer_program(xdpprog.parse_cbpf(s, "steer"), source="steer")
+            return xdpprog.steer_program(xdpprog.parse_cbpf(s, "steer"), source="steer",
+                                         chain=chain)
         if netmask is None and ifname:
             netmask = iface.ipv4_netmask(ifname)
         return xdpprog.steer_program(
-            compile_filter(steer, netmask=netmask, netmask_from=ifname), source=repr(steer))
-    return xdpprog.steer_program(steer, source="steer")
+            compile_filter(steer, netmask=netmask, netmask_from=ifname), source=repr(steer),
+            chain=chain)
+    return xdpprog.steer_program(steer, source="steer", chain=chain)
 
 
-def load_program(asm, str name, maps=None):
-    """Load an xdpprog.Asm as an XDP program; returns its fd.  A verifier
-    rejection raises SteerError with the end of the verifier's log (and the
-    program's source, when it is a translation)."""
+def load_program(asm, str name, maps=None, int prog_type=xdpprog.PROG_TYPE_XDP):
+    """Load an xdpprog.Asm as an XDP program (or another prog_type);
+    returns its fd.  A verifier rejection raises SteerError with the end of
+    the verifier's log (and the program's source, when it is a translation
+    of a filter)."""
     cdef bytes code = asm.code(maps)
     cdef char *log = <char *>malloc(1 << 20)
     cdef int fd
@@ -221,20 +225,22 @@ def load_program(asm, str name, maps=None):
         raise MemoryError()
     try:
         log[0] = 0
-        fd = nx_prog_load(name.encode(), <const char *>code, len(code) // 8, log, 1 << 20)
+        fd = nx_prog_load(prog_type, name.encode(), <const char *>code, len(code) // 8, log,
+                          1 << 20)
+        kind = "XDP" if prog_type == xdpprog.PROG_TYPE_XDP else "tc"
         if fd < 0:
             if fd in (-_errno.EPERM, -_errno.EACCES):
-                raise _no_priv("loading an XDP program")
+                raise _no_priv("loading a BPF program")
             text = (<bytes>log).decode("utf-8", "replace").strip().splitlines()
             if text:
                 src = getattr(asm, "source", None)
-                raise SteerError("%sthe kernel's verifier rejected the XDP program %s (%d "
+                raise SteerError("%sthe kernel's verifier rejected the %s program %s (%d "
                                  "instructions): %s%s" % (
-                                     "%s: " % src if src else "", name, len(code) // 8,
+                                     "%s: " % src if src else "", kind, name, len(code) // 8,
                                      " | ".join(text[max(0, len(text) - 3):]),
                                      "; run this filter in a middlebox Filter (libpcap's "
                                      "interpreter) instead" if src else ""))
-            raise OSError(-fd, "loading the XDP program %s: %s" % (name, os.strerror(-fd)))
+            raise OSError(-fd, "loading the %s program %s: %s" % (kind, name, os.strerror(-fd)))
         return fd
     finally:
         free(log)
@@ -296,15 +302,9 @@ def _find_xdp_link(uint32_t prog_id):
 # ------------------------------------------------- per-interface program
 
 def _lock_dir():
-    for d in ("/run/netmapy/xdp", os.path.join(tempfile.gettempdir(), "netmapy-xdp")):
-        try:
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            if os.access(d, os.W_OK):
-                return d
-        except OSError:
-            pass
-    raise NetmapyError("no writable directory for the xdp backend's lock files "
-                       "(/run/netmapy/xdp)")
+    """The xdp/ sub-directory of netmapy's run directory (netmapy.rundir)."""
+    from netmapy import rundir as _rundir
+    return _rundir.rundir("xdp")
 
 
 _key_locks = {}
@@ -355,7 +355,7 @@ class _Attachment:
     Shared by every port of the process on that interface (refcounted) and,
     through the kernel objects, by every netmapy process on it: each holds
     the program's maps (and its bpf_link) by fd.  Open and close of these
-    run under an exclusive lock (a file under /run/netmapy/xdp, per network
+    run under an exclusive lock (a file in xdp/ of the run directory, per network
     namespace and ifindex); while it has ports, a process holds the
     interface's "users" file locked shared, so the last one out knows it is
     the last (flock locks die with their process, even after SIGKILL).
@@ -845,8 +845,7 @@ cdef class XdpPort(Port):
         self.pool = NULL
         self.nsocks = 0
         self.ep_in = self.ep_out = -1
-        self.host.prog_fd = -1
-        self.host.ns_fd = -1
+        nm_inject_init(&self.host)
         self.ifindex = -1
 
     def __init__(self, name, **kw):
@@ -922,7 +921,7 @@ cdef class XdpPort(Port):
         fill = int(fill_size or ring_size)
         self._py.update(ring_size=ring_size, fill=fill, need_wakeup=bool(need_wakeup),
                         zerocopy=zerocopy, tx_budget=int(tx_budget or 0), steer=None,
-                        steer_fd=-1, att=None, driver=info.driver, nrs=nrs, nts=nts,
+                        steer_fd=-1, chain_fd=-1, qprog_fd=-1, att=None, driver=info.driver, nrs=nrs, nts=nts,
                         hooks=[], sockfd={})
         # buffers: netmap slots, fill rings, in-flight TX, host ring
         per_q = (nrs + fill if want_rx else 0) + (nts + ring_size if want_tx else 0)
@@ -951,7 +950,7 @@ cdef class XdpPort(Port):
         # the interface
         steer_asm = None
         if steer is not None and want_rx:
-            steer_asm = _steer_asm(steer, netmask, name.ifname)
+            steer_asm = _steer_asm(steer, netmask, name.ifname, chain=True)
             self._py["steer"] = steer
         elif steer is not None:
             raise BackendError("%s: steer= selects received packets; this port has no RX ring"
@@ -984,7 +983,8 @@ cdef class XdpPort(Port):
             if steer_asm is not None:
                 att = self._py["att"]
                 self._py["steer_fd"] = load_program(
-                    steer_asm, xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd})
+                    steer_asm, xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd,
+                                                    xdpprog.CHAIN_NAME: self._chain_map()})
                 self.push_undo("unload the steer program", self._close_steer)
         self.queues = tuple(queues)
         self._py["reserve"] = 0
@@ -1193,11 +1193,26 @@ cdef class XdpPort(Port):
         self.socks = NULL
 
     def _bypass(self, uint32_t i):
-        """Install the filter of ring i's queue, then its XSKMAP entry."""
+        """Install the filters of ring i's queue, then its XSKMAP entry."""
         att = self._py["att"]
         q = self.socks[i].queue
-        att.set_filter(q, self._py["steer_fd"])
+        self._install_filters(q)
         att.bypass(q, self.socks[i].fd)
+
+    def _install_filters(self, q):
+        """Queue q's filter: the steer program (followed, through the chain
+        map, by the queue program) or the queue program alone, or none."""
+        att = self._py["att"]
+        steer_fd, qprog = self._py["steer_fd"], self._py["qprog_fd"]
+        if steer_fd >= 0:
+            rc = nx_map_set(self._py["chain_fd"], q, qprog) if qprog >= 0 else \
+                nx_map_del(self._py["chain_fd"], q)
+            if rc < 0 and -rc != _errno.ENOENT:
+                _err(rc, "%s: installing the program after the steer filter of queue %d"
+                     % (self.name, q))
+            att.set_filter(q, steer_fd)
+        else:
+            att.set_filter(q, qprog)
 
     def _unbypass(self, uint32_t i):
         att = self._py["att"]
@@ -1207,6 +1222,53 @@ cdef class XdpPort(Port):
             att.set_filter(q, -1)
         except OSError:
             pass
+        if self._py.get("chain_fd", -1) >= 0:
+            nx_map_del(self._py["chain_fd"], q)
+
+    def _chain_map(self):
+        """The port's CHAIN program array (created on first use)."""
+        cdef int fd
+        if self._py["chain_fd"] < 0:
+            fd = nx_map_create(BPF_MAP_TYPE_PROG_ARRAY, xdpprog.CHAIN_NAME.encode(), 4, 4,
+                               self._py["cap"])
+            if fd < 0:
+                _err(fd, "%s: creating the chain program array" % self.name)
+            self._py["chain_fd"] = fd
+            self.push_undo("close the chain program array", self._close_chain)
+        return self._py["chain_fd"]
+
+    def _close_chain(self):
+        fd = self._py.get("chain_fd", -1)
+        if fd >= 0:
+            close(fd)
+            self._py["chain_fd"] = -1
+
+    @property
+    def xsk_map_fd(self):
+        """The interface's XSKMAP (queue -> AF_XDP socket): what a queue
+        program redirects to (``bpf_redirect_map(xsks, rx_queue, XDP_PASS)``)."""
+        self._check_open()
+        if not self.rx_on:
+            raise BackendError("%s has no RX ring: no XSKMAP" % self.name)
+        return self._py["att"].xsk_fd
+
+    def set_queue_program(self, int prog_fd):
+        """Run this XDP program (an fd; -1 removes it) on this port's queues:
+        after the steer filter when there is one, else instead of the plain
+        redirect.  It sees every packet of the queue (that the steer filter
+        selected) and decides: XDP_PASS, XDP_DROP, or redirect into
+        ``xsk_map_fd`` (user space).  Atomic per queue; the caller keeps
+        the fd open while it is installed (nm-offload's in-kernel rules:
+        middlebox.kfilter)."""
+        cdef uint32_t i
+        self._check_open()
+        if not self.rx_on:
+            raise BackendError("%s: a queue program sees received packets; this port has "
+                               "no RX ring" % self.name)
+        self._py["qprog_fd"] = prog_fd
+        for i in range(self.nsocks):
+            if self.socks[i].fd >= 0:
+                self._install_filters(self.socks[i].queue)
 
     def _unbypass_all(self):
         cdef uint32_t i
@@ -1229,23 +1291,36 @@ cdef class XdpPort(Port):
 
     # ------------------------------------------------------------ host
     def _open_host(self, info, q):
-        cdef int fd
-        fd = load_program(xdpprog.pass_program(), xdpprog.INJECT_NAME)
-        self.host.prog_fd = fd
-        self.push_undo("unload the host injection program", self._close_host)
-        self.host.ifindex = info.index
-        self.host.queue = q if q is not None else 0
-        self.host.ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self.host.ns_ino = _cur_ns_ino()
+        """The host TX ring: an AF_PACKET socket of this namespace and a
+        tcx egress program that turns its packets around into IF's ingress
+        (netmapy/includes/nm_inject.h)."""
+        cdef const char *stage = NULL
+        cdef int rc, fd
+        rc = nm_inject_socket(&self.host, info.index, 8 << 20, &stage)
+        if rc < 0:
+            if rc in (-_errno.EPERM, -_errno.EACCES):
+                raise _no_priv("opening the host ring's AF_PACKET socket")
+            raise OSError(-rc, "%s: host ring: %s: %s" % (self.name, stage.decode(),
+                                                          os.strerror(-rc)))
+        self.push_undo("close the host injection socket and program", self._close_host)
         self.host.next_tx = 0
+        fd = load_program(xdpprog.inject_program(self.host.cookie), xdpprog.INJECT_NAME,
+                          prog_type=xdpprog.PROG_TYPE_SCHED_CLS)
+        rc = nm_inject_attach(&self.host, fd)
+        if rc < 0:
+            close(fd)
+            if rc in (-_errno.EPERM, -_errno.EACCES):
+                raise _no_priv("attaching the host ring's tc program")
+            if rc == -_errno.EINVAL:
+                raise XdpUnsupported(
+                    "%s: host rings need tcx (Linux 6.6 or later): attaching the host "
+                    "injection program to %s's egress failed with EINVAL" % (
+                        self.name, info.name), _errno.EINVAL)
+            raise OSError(-rc, "%s: attaching the host injection program to %s (tcx "
+                               "egress): %s" % (self.name, info.name, os.strerror(-rc)))
 
     def _close_host(self):
-        if self.host.prog_fd >= 0:
-            close(self.host.prog_fd)
-            self.host.prog_fd = -1
-        if self.host.ns_fd >= 0:
-            close(self.host.ns_fd)
-            self.host.ns_fd = -1
+        nm_inject_close(&self.host)
 
     # ------------------------------------------------------------ fds
     def _setup_fds(self):
@@ -1304,9 +1379,12 @@ cdef class XdpPort(Port):
             if rc < 0:
                 return self.fail(-rc, "waking the AF_XDP socket for transmission")
             return 0
-        rc = nx_host_tx(&self.host, self.txr[i])
+        cdef uint64_t failed = self.host.failed, failed_bytes = self.host.failed_bytes
+        rc = nm_inject_tx(&self.host, self.txr[i])
+        self.tx_failed += self.host.failed - failed
+        self.tx_failed_bytes += self.host.failed_bytes - failed_bytes
         if rc < 0:
-            return self.fail(-rc, "handing frames to the host stack (BPF_PROG_RUN)")
+            return self.fail(-rc, "handing frames to the host stack")
         return 0
 
     cdef int b_rxsync(self, uint32_t i) noexcept nogil:
@@ -1490,13 +1568,14 @@ cdef class XdpPort(Port):
             if netmask is None and isinstance(steer, str):
                 with _InNs(*self._py["ns"]):
                     netmask = iface.ipv4_netmask(self.ifname)
-            new_fd = load_program(_steer_asm(steer, netmask),
-                                  xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd})
+            new_fd = load_program(_steer_asm(steer, netmask, chain=True),
+                                  xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd,
+                                                       xdpprog.CHAIN_NAME: self._chain_map()})
         old = self._py.get("steer_fd", -1)
         self._py["steer_fd"] = new_fd
         self._py["steer"] = steer
         for i in range(self.nsocks):
-            att.set_filter(self.socks[i].queue, new_fd)
+            self._install_filters(self.socks[i].queue)
         if old >= 0:
             close(old)
         if new_fd >= 0 and old < 0:
@@ -1535,7 +1614,9 @@ cdef class XdpPort(Port):
         tot["rx_naps"] = self.naps
         if self.host_on:
             tot.update(host_tx_packets=self.host.packets, host_tx_bytes=self.host.bytes,
-                       host_tx_errors=self.host.errors, host_tx_bad=self.host.oversize)
+                       host_tx_failed=self.host.failed,
+                       host_tx_failed_bytes=self.host.failed_bytes,
+                       host_tx_bad=self.host.bad, host_tx_waits=self.host.again)
         tot["queues"] = per
         return tot
 
@@ -1566,13 +1647,9 @@ def open_port(name, **kw):
 
 # ------------------------------------------------------- forwarding
 
-cdef volatile int _stop_flag = 0
-
-
-def stop():
-    """Ask a running forward_pair() to return (signal-safe)."""
-    global _stop_flag
-    _stop_flag = 1
+# stop() asks a running forward_pair() (every loop of the process) to
+# return, signal-safe: the process-wide stop request of netmapy.stop
+from netmapy.stop import request as stop
 
 
 cdef uint64_t _move_all(Port src, Port dst, uint32_t batch, bint swap, int *err) noexcept nogil:
@@ -1599,8 +1676,8 @@ def forward_pair(Port a, Port b, long long count=0, double seconds=0,
     when there is nothing to do.  Buffers are swapped when the ports share
     memory (xdp ports with one UMEM), copied otherwise; packets the other
     side has no room for wait in their RX ring.  Ends after count packets,
-    seconds, or stop().  Returns dict(a_to_b, b_to_a, seconds, swapped)."""
-    global _stop_flag
+    seconds, or a stop request (netmapy.stop).  Returns dict(a_to_b, b_to_a,
+    seconds, swapped)."""
     cdef bint swap = a.mem is b.mem
     cdef long long ab = 0, ba = 0
     cdef long long dl = monotonic_ms() + <long long>(seconds * 1000) if seconds > 0 else 0
@@ -1608,9 +1685,8 @@ def forward_pair(Port a, Port b, long long count=0, double seconds=0,
     cdef double t0 = time.perf_counter()
     if a.nic_rx == 0 or b.nic_tx == 0 or b.nic_rx == 0 or a.nic_tx == 0:
         raise ValueError("forward_pair() needs RX and TX rings on both ports")
-    _stop_flag = 0
     with nogil:
-        while not _stop_flag:
+        while not stop_requested():
             if count and ab + ba >= count:
                 break
             if dl and monotonic_ms() >= dl:
@@ -1618,6 +1694,9 @@ def forward_pair(Port a, Port b, long long count=0, double seconds=0,
             rc = poll_pair(a, POLLIN, b, POLLIN, wait_ms)
             if rc < 0:
                 err = -rc
+                if pair_interrupted(a, b, err) >= 0:
+                    err = 0
+                    continue
                 break
             ab += _move_all(a, b, batch, swap, &err)
             if err:

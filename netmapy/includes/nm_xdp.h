@@ -461,85 +461,13 @@ static inline int nx_tx_sync(struct nx_sock *s, struct netmap_ring *r,
 
 /* ------------------------------------------------------ host stack */
 
-/*
- * Host TX ring: each frame is handed to the interface's receive path with
- * BPF_PROG_RUN in live-frame mode, running a program that returns
- * XDP_PASS: the kernel builds an skb and receives it as if the interface
- * had (Linux 5.18+).  The ifindex is looked up in the calling thread's
- * network namespace, so the thread enters the port's namespace for the
- * batch when it is elsewhere.
- */
-struct nx_host {
-    int prog_fd, ifindex, queue;
-    int ns_fd;                       /* the port's network namespace */
-    uint64_t ns_ino;
-    uint32_t next_tx;
-    uint64_t packets, bytes, errors, oversize;
-    int last_err;
-};
-
-static inline int nx_host_tx(struct nx_host *h, struct netmap_ring *r)
-{
-    uint32_t n = r->num_slots, i = h->next_tx, hd = r->head;
-    int cur_ns = -1, err = 0;
-    struct stat st;
-    if (i == hd)
-        goto out;
-    if (h->ns_fd >= 0 && stat("/proc/thread-self/ns/net", &st) == 0 &&
-            (uint64_t)st.st_ino != h->ns_ino) {
-        cur_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (cur_ns < 0 || setns(h->ns_fd, CLONE_NEWNET) < 0) {
-            err = errno;
-            if (cur_ns >= 0)
-                close(cur_ns);
-            h->last_err = err;
-            return -err;
-        }
-    }
-    while (i != hd) {
-        struct netmap_slot *sl = &r->slot[i];
-        struct xdp_md ctx;
-        LIBBPF_OPTS(bpf_test_run_opts, o);
-        memset(&ctx, 0, sizeof(ctx));
-        ctx.data_end = sl->len;
-        ctx.ingress_ifindex = h->ifindex;
-        ctx.rx_queue_index = h->queue;
-        o.data_in = NETMAP_BUF(r, sl->buf_idx);
-        o.data_size_in = sl->len;
-        o.ctx_in = &ctx;
-        o.ctx_size_in = sizeof(ctx);
-        o.repeat = 1;
-        o.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
-        if (sl->len < 14 || sl->len > r->nr_buf_size) {
-            h->oversize++;
-        } else if (bpf_prog_test_run_opts(h->prog_fd, &o) < 0) {
-            h->errors++;
-            h->last_err = errno;
-            if (errno == ENODEV || errno == ENXIO) {
-                err = errno;
-                break;
-            }
-        } else {
-            h->packets++;
-            h->bytes += sl->len;
-        }
-        sl->flags = 0;
-        i = i + 1 == n ? 0 : i + 1;
-    }
-    if (cur_ns >= 0) {
-        setns(cur_ns, CLONE_NEWNET);
-        close(cur_ns);
-    }
-    h->next_tx = i;
-out:
-    r->tail = i == 0 ? n - 1 : i - 1;
-    return err ? -err : 0;
-}
+/* The host TX ring is served by nm_inject.h (AF_PACKET + a tcx redirect). */
+#include "nm_inject.h"
 
 /* ------------------------------------------------------------ bpf */
 
-/* Load an XDP program; on failure the verifier's log is in log. */
-static inline int nx_prog_load(const char *name, const void *insns, uint32_t cnt,
+/* Load a program (XDP, SCHED_CLS, ...); on failure the verifier's log is in log. */
+static inline int nx_prog_load(int type, const char *name, const void *insns, uint32_t cnt,
                                char *log, uint32_t log_size)
 {
     LIBBPF_OPTS(bpf_prog_load_opts, o);
@@ -547,7 +475,7 @@ static inline int nx_prog_load(const char *name, const void *insns, uint32_t cnt
     o.log_buf = NULL;
     o.log_size = 0;
     o.log_level = 0;
-    fd = bpf_prog_load(BPF_PROG_TYPE_XDP, name, "GPL",
+    fd = bpf_prog_load((enum bpf_prog_type)type, name, "GPL",
                        (const struct bpf_insn *)insns, cnt, &o);
     if (fd >= 0 || !log || errno == EPERM)
         return fd < 0 ? -errno : fd;
@@ -556,7 +484,7 @@ static inline int nx_prog_load(const char *name, const void *insns, uint32_t cnt
     o.log_buf = log;
     o.log_size = log_size;
     o.log_level = 1;
-    fd = bpf_prog_load(BPF_PROG_TYPE_XDP, name, "GPL",
+    fd = bpf_prog_load((enum bpf_prog_type)type, name, "GPL",
                        (const struct bpf_insn *)insns, cnt, &o);
     return fd < 0 ? -errno : fd;
 }

@@ -3,12 +3,11 @@ bridge is compared with.  No netmapy, no C of ours: TPACKET_V3 mmap RX rings
 read with struct/memoryview in Python, frames written into TPACKET_V2 mmap TX
 rings in Python, one send() per batch.  Forwards both ways.
 
-    python tools/pymmap_bridge.py IF_A IF_B [--seconds S]
+    python3 -m netmapy.tools.pymmap_bridge IF_A IF_B [--seconds S]
 
 (What LAB-NOTES calls "pure Python, TPACKET_V3 mmap ring + batched send".)
 """
 
-import argparse
 import mmap
 import select
 import signal
@@ -16,6 +15,10 @@ import socket
 import struct
 import sys
 import time
+
+import click
+
+from netmapy import cli
 
 SOL_PACKET = 263
 PACKET_RX_RING, PACKET_VERSION, PACKET_TX_RING, PACKET_QDISC_BYPASS = 5, 10, 13, 20
@@ -85,12 +88,15 @@ class TxRing:
             self.pending = 0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("if_a")
-    ap.add_argument("if_b")
-    ap.add_argument("--seconds", type=float, default=0)
-    a = ap.parse_args()
+@cli.command("pymmap_bridge")
+@click.argument("if_a", type=cli.IFACE)
+@click.argument("if_b", type=cli.IFACE)
+@cli.seconds_option()
+@cli.common_options(version=False)
+@cli.pass_args
+def command(a):
+    """The pure-Python TPACKET bridge: the reference for a Python-function
+    netmapy bridge (see the module docstring)."""
     ra, rb, ta, tb = RxRing(a.if_a), RxRing(a.if_b), TxRing(a.if_a), TxRing(a.if_b)
     stop = []
     signal.signal(signal.SIGTERM, lambda *x: stop.append(1))
@@ -110,5 +116,9 @@ def main():
     print("pymmap_bridge: forwarded %d" % n, file=sys.stderr)
 
 
+def main(argv=None):
+    return cli.run(command, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

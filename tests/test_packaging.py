@@ -1,0 +1,60 @@
+"""What `pip install .` does: only netmapy and middlebox go into
+site-packages (no generic top-level package such as `tools`), every
+command's entry point is there, and a machine without libpcap's or
+libbpf's development files gets one line naming the Debian package instead
+of a compiler error."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+COMMANDS = ["netmapy", "netmapy-bridge", "nm-offload", "netmapy-nic", "netmapy-lb",
+            "netmapy-pipeline", "netmapy-pktgen", "netmapy-bench", "netmapy-lab",
+            "netmapy-demo", "netmapy-microbench"]
+
+
+def _pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
+def test_only_netmapy_and_middlebox_install():
+    cfg = _pyproject()
+    pkgs = cfg["tool"]["setuptools"]["packages"]
+    assert {p.split(".")[0] for p in pkgs} == {"netmapy", "middlebox"}, pkgs
+    assert "click>=8.1" in cfg["project"]["dependencies"]
+    scripts = cfg["project"]["scripts"]
+    assert sorted(scripts) == sorted(COMMANDS)
+    for name, target in scripts.items():
+        module, _, fn = target.partition(":")
+        assert module.split(".")[0] in ("netmapy", "middlebox"), (name, target)
+        # the entry point exists and is a click command run the netmapy way
+        code = "import %s as m; import sys; sys.exit(m.%s(['--help']))" % (module, fn)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=REPO, timeout=60)
+        assert out.returncode == 0 and out.stdout.startswith("Usage: %s " % name), \
+            (name, out.stdout[:200], out.stderr[-500:])
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_missing_library_is_one_line_naming_the_package():
+    # the real compiler, told not to look in the system's include directories:
+    # libpcap's headers are missing for it
+    out = subprocess.run([sys.executable, "setup.py", "check-libs"], capture_output=True,
+                         text=True, cwd=REPO, env=dict(os.environ, CC="cc -nostdinc"),
+                         timeout=120)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert lines == ["netmapy: libpcap's development files are missing (pcap/pcap.h not "
+                     "found): install libpcap-dev (apt-get install libpcap-dev) and build "
+                     "again"], out.stderr
+    ok = subprocess.run([sys.executable, "setup.py", "check-libs"], capture_output=True,
+                        text=True, cwd=REPO, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "libpcap: " in ok.stdout and "libbpf: " in ok.stdout
