@@ -342,6 +342,48 @@ def test_steer_only_matching_packets_bypass(pair):
         s.close()
 
 
+def test_steer_protochain_loops_on_live_frames(pair):
+    """'ip protochain 17' (a loop in classic BPF) as a live steer program,
+    tail-called by the dispatcher: UDP behind an AH header leaves the
+    kernel (one turn of the loop), TCP behind AH and plain ICMP stay."""
+    import struct
+    vp = pair
+    mac = lambda m: bytes.fromhex(m.replace(":", ""))
+
+    def ip4(proto, l4):
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0,
+                          socket.inet_aton(vp.ip_a), socket.inet_aton(vp.ip_b))
+        return mac(vp.mac_b) + mac(vp.mac_a) + b"\x08\x00" + hdr + l4
+
+    udp = struct.pack("!HHHH", 1000, 9, 12, 0) + b"tail"
+    tcp = struct.pack("!HHIIBBHHH", 1000, 9, 0, 0, 0x50, 2, 1024, 0, 0)
+    ah = lambda nh: bytes([nh, 4]) + bytes(22)           # (4 + 2) * 4 = 24 bytes
+    frames = {"ah-udp": ip4(51, ah(17) + udp), "ah-tcp": ip4(51, ah(6) + tcp),
+              "udp": ip4(17, udp), "icmp": ip4(1, bytes([8, 0, 0, 0, 0, 1, 0, 1]))}
+    want = {k: cbpf_match("ip protochain 17", f) for k, f in frames.items()}
+    assert want == {"ah-udp": True, "ah-tcp": False, "udp": True, "icmp": False}
+    with netmapy.open("xdp:%s~1" % vp.if_b, netns=vp.ns_b, steer="ip protochain 17") as port:
+        with on_cpu(1):
+            with netns(vp.ns_a):
+                rs = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            try:
+                rs.bind((vp.if_a, 0))
+                for k in ("ah-udp", "ah-tcp", "udp", "icmp") * 5:
+                    rs.send(frames[k])
+            finally:
+                rs.close()
+        got = []
+        end = time.monotonic() + 3
+        while len(got) < 10 and time.monotonic() < end:
+            got += port.recv(timeout=0.3).tobytes()
+        got += port.recv(timeout=0.2).tobytes()
+        assert got == [frames["ah-udp"], frames["udp"]] * 5
+
+
+def cbpf_match(expr, frame):
+    return xdpprog.cbpf_match(xdpprog.compile_filter(expr), frame)
+
+
 def test_steer_netmask_is_the_interfaces(pair):
     """steer='ip broadcast' takes the netmask of the interface (10.250.0.2/24
     here): datagrams to 10.250.0.255 leave the kernel, unicast ones stay;
