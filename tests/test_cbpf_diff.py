@@ -76,7 +76,7 @@ def _random_batch(prog, gen, pick):
 
 @needs_bpf
 def test_random_programs_agree_with_libpcap():
-    for b in range(max(1, EXAMPLES // BATCH)):
+    for b in range(max(1, -(-EXAMPLES // BATCH))):
         _random_batch()
         if LONG:
             print("batch %d: %d pairs" % (b, counts["pairs"]), flush=True)
