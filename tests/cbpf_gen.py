@@ -348,6 +348,13 @@ class Paths:
     middlebox.Filter, and the XDP translation (BPF_PROG_RUN, not live)."""
 
     def __init__(self, insns, source=None, xdp=True):
+        import warnings
+        with warnings.catch_warnings():
+            # loads at negative offsets are generated on purpose
+            warnings.simplefilter("ignore", cbpf.CbpfWarning)
+            self._init(insns, source, xdp)
+
+    def _init(self, insns, source, xdp):
         from middlebox.filter import Filter, Interpreter
         self.insns = insns
         self.source = source
