@@ -118,6 +118,7 @@ extensions = [
     ext("netmapy.backends.pcap", ["libpcap"]),
     ext("netmapy.backends.netmap"),
     ext("middlebox.filter", ["libpcap"]),
+    ext("middlebox.swap", ["libpcap"]),
     ext("middlebox.loop", ["libpcap"]),
     ext("middlebox.lb", ["libpcap"]),
     ext("netmapy.backends.xdp", ["libbpf"]),

@@ -5,6 +5,7 @@ pinned worker process per queue pair.
     netmapy-bridge nb-mi0 nb-mo0 --netns mbox --backend packet --seconds 10
     netmapy-bridge eth6 eth7 --rules scrub.rules --drop 'udp port 19'
     netmapy-bridge eth6                            # NIC <-> host stack of eth6
+    netmapy-bridge --config /etc/netmapy/br0.toml  # the settings in a file
 
 Worker q owns queue q of both interfaces and forwards in both directions
 (so each (interface, queue) has a single owner, as AF_XDP needs), zero copy
@@ -13,7 +14,9 @@ expressions, classic BPF) run in C per batch.  Counters per worker,
 direction and rule are sampled from shared memory every --interval seconds:
 a live table on a terminal, JSON lines with --json, a Prometheus
 endpoint with --prometheus HOST:PORT.  SIGINT/SIGTERM stop the workers,
-which forward what they hold before exiting.
+which forward what they hold before exiting; SIGHUP (or --reload)
+re-reads the configuration and swaps the new filters in between two
+batches, losing nothing (docs/service.md).
 """
 
 import json
@@ -26,7 +29,8 @@ import netmapy
 from netmapy import cli
 from netmapy.names import PortName
 from .jobs import BridgeJob, PortSpec
-from .options import filter_options, filter_specs, netmask_for
+from .options import (filter_options, filter_specs, check_filters, service_options,
+                      attack_option, netmask_for)
 from .supervisor import Supervisor, numa_cpus
 
 EPILOG = """\
@@ -36,12 +40,14 @@ examples:
   netmapy-bridge eth6 eth7 --rules scrub.rules --drop 'udp port 19'
   netmapy-bridge eth6        (NIC <-> host stack; needs host rings)
   netmapy-bridge xdp:eth6-0 xdp:eth7-0     (port names: exactly those rings)
+  netmapy-bridge --config /etc/netmapy/br0.toml
+  netmapy-bridge --config /etc/netmapy/br0.toml --reload
 
 """ + cli.completion_help("netmapy-bridge")
 
 
 @cli.command("netmapy-bridge", epilog=EPILOG)
-@click.argument("if_a", metavar="IF_A", type=cli.PORT_OR_IFACE)
+@click.argument("if_a", metavar="IF_A", type=cli.PORT_OR_IFACE, required=False)
 @click.argument("if_b", metavar="[IF_B]", type=cli.PORT_OR_IFACE, required=False)
 @cli.backend_option()
 @click.option("--queues", type=cli.IntRange(min=0), default=0, metavar="N",
@@ -58,6 +64,8 @@ examples:
                    "exit -- also by the next start after a crash)")
 @filter_options
 @cli.output_options(prometheus=True)
+@attack_option
+@service_options
 @cli.common_options
 @cli.pass_args
 def command(args):
@@ -67,9 +75,45 @@ def command(args):
     IF_A and IF_B are Linux interface names as they are (eth6, nb-mi0,
     br-1a2b3c: anything the kernel accepts), or full port names (xdp:eth6-0)
     for exactly those rings.  Omit IF_B to bridge IF_A's NIC and its host
-    stack.
+    stack.  They may come from --config instead (interfaces = [A, B]).
     """
-    run(args)
+    return SERVICE.dispatch(click.get_current_context(), args, run)
+
+
+def check(args, cfg):
+    """--check: (problems, notes) about the resolved settings, without
+    touching any interface (middlebox.service)."""
+    from netmapy import iface, netns as nsmod
+    from netmapy.errors import NetmapyError
+    problems = []
+    if args.if_a is None:
+        problems.append(cfg.problem("if_a", "an interface is needed (interfaces = "
+                                    "[\"eth6\", \"eth7\"])"))
+    for i, v in enumerate((args.if_a, args.if_b)):
+        if v is None:
+            continue
+        try:
+            with nsmod.netns(args.netns):
+                iface.require(_ifname(v))
+        except (NetmapyError, OSError) as e:
+            problems.append(cfg.problem("if_a" if i == 0 else "if_b", cli.one_line(e), i
+                                        if cfg.path and "if_a" not in cfg.given else None))
+    problems += check_filters(args, cfg, netmask_for(args, args.if_a))
+    if args.python and (args.rules or args.filter or args.drop or args.bpf):
+        problems.append(cfg.problem("python", "python replaces the compiled filters: use one "
+                                              "or the other"))
+    return problems, []
+
+
+def _lock_of(args):
+    if args.if_a is None:
+        raise cli.CliError("IF_A is needed (or --config naming the interfaces)")
+    return args.netns, _ifname(args.if_a)
+
+
+from .service import Service  # noqa: E402  (after the command: its parameters)
+SERVICE = Service("netmapy-bridge", "netmapy-bridge", {"interfaces": ("if_a", "if_b")},
+                  check, _lock_of)
 
 
 def _ifname(v):
@@ -119,7 +163,10 @@ def plan(args):
     return jobs
 
 
-def run(args, out=sys.stdout):
+def run(args, cfg=None, out=sys.stdout):
+    if args.if_a is None:
+        raise cli.CliError("IF_A is needed: on the command line, or as interfaces in "
+                           "--config FILE")
     # each direction's expressions get the netmask of the interface it receives on
     netmasks = (netmask_for(args, args.if_a), netmask_for(args, args.if_b or args.if_a))
     filters, names, descs = filter_specs(args, netmasks)
@@ -186,13 +233,30 @@ def run(args, out=sys.stdout):
             nic.restore()
             nic.close()
 
-    sup = Supervisor("netmapy-bridge", specs, locks=locks, rule_names=names,
-                     rule_descriptions=descs, out=out, stats_json=args.json,
-                     prometheus=args.prometheus, setup=setup, teardown=teardown)
+    def reload_plan():
+        """SIGHUP: the new filter stages (or why not)."""
+        from .reload import ReloadRefused
+        new = cfg.resolve()
+        fixed = cfg.fixed_changes(args, new)
+        if fixed:
+            raise ReloadRefused("these settings cannot change while running: %s; restart "
+                                "the service to apply them" % ", ".join(fixed))
+        if args.python:
+            raise ReloadRefused("the bridge runs a Python function (python): nothing to "
+                                "reload; restart the service to change it")
+        return filter_specs(new, netmasks)[0]
+    sup = Supervisor("netmapy-bridge", specs, locks=locks, out=out, stats_json=args.json,
+                     prometheus=args.prometheus, setup=setup, teardown=teardown,
+                     stages=filters, reload=reload_plan if cfg is not None else None,
+                     attack_sample=0 if args.python else args.attack_sample,
+                     config=cfg.path if cfg is not None else None)
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"]
     summary = dict(a=if_a, b=if_b or "host", a_to_b=d[0], b_to_a=d[1],
-                   rules=tot["rules"], restarts=tot["restarts"], workers=len(specs))
+                   rules=tot["rules"], restarts=tot["restarts"], workers=len(specs),
+                   reloads=tot.get("reloads", 0), generation=tot.get("generation", 0))
+    if "attack" in tot:
+        summary["attack"] = tot["attack"]
     if args.json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:
@@ -210,3 +274,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -100,6 +100,10 @@ cdef class Filter:
     cdef readonly list names
     cdef readonly list descriptions
     cdef bint limited_drop                 # the last verdict: a rate limit dropped it
+    cdef list slots                        # counter -> its index in hits/limited (None: itself)
+    cdef void *dsample                     # struct mb_ds_ring: sampled drops (attack view)
+    cdef uint8_t dsample_origin
+    cdef object _dsample_owner
 
     cdef int verdict(self, const uint8_t *pkt, uint32_t length, uint64_t now_ns) noexcept nogil
     cdef int _stage(self) except -1

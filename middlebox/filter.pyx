@@ -26,6 +26,11 @@ from netmapy.includes.pcap cimport (pcap_t, bpf_program, bpf_insn, pcap_open_dea
 from netmapy.includes.system cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from middlebox.counters cimport *
 
+cdef extern from "mb_dsample.h" nogil:
+    struct mb_ds_ring:
+        pass
+    void mb_ds_drop(mb_ds_ring *r, const uint8_t *frame, uint32_t length, uint8_t origin)
+
 import ipaddress
 
 from netmapy.errors import NetmapyError
@@ -130,6 +135,7 @@ cdef class Filter:
         self.ncounters = 0
         self.hits = NULL
         self.limited = NULL
+        self.dsample = NULL
         self.names = []
         self.descriptions = []
         memset(self.prog, 0, sizeof(self.prog))
@@ -152,6 +158,10 @@ cdef class Filter:
 
     def __len__(self):
         return self.nstages
+
+    def is_rules_first(self):
+        """True when the first stage is a rule file (what the kernel can run)."""
+        return self.nstages > 0 and self.kind[0] == STAGE_RULES
 
     cdef int _stage(self) except -1:
         if self.nstages >= MAX_STAGES:
@@ -339,25 +349,69 @@ cdef class Filter:
             "drop" if drop else "accept only", expr)
         return self
 
-    def attach_counters(self, hits=None, limited=None):
+    def attach_counters(self, hits=None, limited=None, slots=None):
         """Keep the counters in these buffers (uint64 each, e.g. shared
-        memory a supervisor reads); allocate them when not given."""
+        memory a supervisor reads); allocate them when not given.
+
+        ``slots``: where each counter lives in the buffers (counter i at
+        index slots[i]; default i).  A supervisor that swaps filters while
+        packets flow (middlebox.reload) keeps a rule's counter at the same
+        index in every filter that has the rule, so its count carries over."""
         cdef uint64_t[::1] h, l
+        cdef int s
+        cdef uint32_t i, n, need
         if self.hits != NULL:
             raise FilterError("counters are already attached")
+        need = self.ncounters
+        if slots is not None:
+            slots = [int(x) for x in slots]
+            if len(slots) != self.ncounters:
+                raise ValueError("%d counter slots for %d counters" % (len(slots),
+                                                                      self.ncounters))
+            if len(set(slots)) != len(slots) or (slots and min(slots) < 0):
+                raise ValueError("counter slots must be distinct and >= 0")
+            need = max(slots) + 1 if slots else 0
         if hits is None:
-            self.hits = <uint64_t *>calloc(max(1, self.ncounters), sizeof(uint64_t))
-            self.limited = <uint64_t *>calloc(max(1, self.ncounters), sizeof(uint64_t))
+            self.hits = <uint64_t *>calloc(max(1, need), sizeof(uint64_t))
+            self.limited = <uint64_t *>calloc(max(1, need), sizeof(uint64_t))
             if self.hits == NULL or self.limited == NULL:
                 raise MemoryError()
+        else:
+            h = memoryview(hits).cast("B").cast("Q")
+            l = memoryview(limited).cast("B").cast("Q")
+            if h.shape[0] < need or l.shape[0] < need:
+                raise ValueError("counter buffers need %d entries" % need)
+            self.hits = &h[0]
+            self.limited = &l[0]
+            self._counter_owner = (hits, limited)
+        if slots is not None:
+            # C rule -> counter becomes C rule -> slot (the kernel program's
+            # counters fold through the same map); a BPF stage's one counter
+            for s in range(self.nstages):
+                if self.kind[s] == STAGE_RULES:
+                    n = self.rs[s].nrules
+                    for i in range(n + 1):
+                        self.rule_map[s][i] = slots[self.rule_map[s][i]]
+                else:
+                    self.base[s] = slots[self.base[s]]
+            self.slots = slots
+
+    def set_drop_sampler(self, ring, int origin=0):
+        """Sample about 1 of K dropped packets into ``ring`` (a writable
+        buffer holding a struct mb_ds_ring: the worker's part of the
+        counter file, middlebox/stats.py), for the attack view; ``origin``
+        says which direction dropped them.  None stops sampling."""
+        cdef unsigned char[::1] v
+        if ring is None:
+            self.dsample = NULL
+            self._dsample_owner = None
             return
-        h = memoryview(hits).cast("B").cast("Q")
-        l = memoryview(limited).cast("B").cast("Q")
-        if h.shape[0] < self.ncounters or l.shape[0] < self.ncounters:
-            raise ValueError("counter buffers need %d entries" % self.ncounters)
-        self.hits = &h[0]
-        self.limited = &l[0]
-        self._counter_owner = (hits, limited)
+        v = memoryview(ring).cast("B")
+        if v.shape[0] < 64:
+            raise ValueError("the drop sample ring is too small")
+        self.dsample = <void *>&v[0]
+        self.dsample_origin = origin
+        self._dsample_owner = ring
 
     def loop_limited(self):
         """{stage name: packets the loop limit ended} for the stages whose
@@ -373,7 +427,8 @@ cdef class Filter:
         """[(name, description, packets decided, rate-limited drops)]."""
         if self.hits == NULL:
             return [(n, d, 0, 0) for n, d in zip(self.names, self.descriptions)]
-        return [(self.names[i], self.descriptions[i], self.hits[i], self.limited[i])
+        at = self.slots if self.slots is not None else range(self.ncounters)
+        return [(self.names[i], self.descriptions[i], self.hits[at[i]], self.limited[at[i]])
                 for i in range(self.ncounters)]
 
     cdef int verdict(self, const uint8_t *pkt, uint32_t length, uint64_t now_ns) noexcept nogil:
@@ -509,6 +564,9 @@ cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
             c[DROP_BYTES] += rs.len
             if f.limited_drop:
                 c[LIMITED] += 1
+            if f.dsample != NULL:           # the attack view: 1 of K drops, parsed
+                mb_ds_drop(<mb_ds_ring *>f.dsample, <const uint8_t *>buf, rs.len,
+                           f.dsample_origin)
             if sample != NULL and sampled[0] < sample_max and nm_ring_space(sample):
                 sampled[0] += 1
                 sj = sample.head

@@ -53,13 +53,29 @@ class PortSpec:
 class WorkerContext:
     """What a running job gets: its opened ports, its filters (one per
     direction), its counter block in shared memory, the capture files for
-    sampled drops."""
+    sampled drops, its drop sample ring (the attack view) and, when the
+    supervisor can reload its filters, ``serve_reloads(swap)`` to call with
+    the loop's FilterSwap (middlebox.swap) before the loop starts."""
 
     ports: list
     filters: list
     counters: object
     samples: list
     index: int = 0
+    drop_ring: object = None
+    one_in: int = 0
+    reloads: object = None              # middlebox.reload.Agent, or None
+
+    def serve_reloads(self, swap, kernel_loader=None, port=None):
+        """Let the supervisor swap this loop's filters (and the in-kernel
+        rule program: ``kernel_loader(filter) -> KernelRules or None``,
+        installed on ``port``) while it runs."""
+        if self.reloads is not None:
+            self.reloads.serve(swap, kernel_loader, port)
+
+    def stop_reloads(self):
+        if self.reloads is not None:
+            self.reloads.close()
 
 
 JOBS = {}
@@ -76,6 +92,7 @@ class Job:
     python: Optional[str] = None        # MODULE:FUNC deciding per packet, instead
     sample: Optional[str] = None        # write dropped packets to this pcap file
     sample_max: int = 0
+    counter_slots: tuple = ()           # each filter counter's slot (middlebox.rulecounters)
     dir_names: Tuple[str, str] = ("a>b", "b>a")
     wait_ms: int = 100
     seconds: float = 0
@@ -134,9 +151,16 @@ class BridgeJob(Job):
             fastpath.bridge_py(a, b, fn, counters=ctx.counters, wait_ms=self.wait_ms,
                                seconds=self.seconds)
             return
-        loop.bridge(a, b, ctx.filters[0], ctx.filters[1], ctx.counters,
-                    ctx.samples[0] if ctx.samples else None, None,
-                    wait_ms=self.wait_ms, seconds=self.seconds, sample_max=self.sample_max)
+        from middlebox.swap import FilterSwap
+        sw = FilterSwap(ctx.filters[:2])
+        ctx.serve_reloads(sw)
+        try:
+            loop.bridge(a, b, None, None, ctx.counters,
+                        ctx.samples[0] if ctx.samples else None, None,
+                        wait_ms=self.wait_ms, seconds=self.seconds, sample_max=self.sample_max,
+                        fswap=sw)
+        finally:
+            ctx.stop_reloads()
 
 
 @dataclass
@@ -154,6 +178,7 @@ class OffloadJob(Job):
 
     def run(self, ctx):
         from middlebox import loop
+        from middlebox.swap import FilterSwap
         src = ctx.ports[0]
         dst = ctx.ports[1] if len(ctx.ports) > 1 else ctx.ports[0]
         tx_ring = self.tx_ring
@@ -161,44 +186,61 @@ class OffloadJob(Job):
             if not dst.host_tx:
                 raise ValueError("%s has no host TX ring to reinject into" % dst.name)
             tx_ring = dst.num_tx_rings
-        kr = self._kernel_rules(ctx, src, ctx.filters[0], bool(ctx.samples))
+
+        def kernel_loader(f, reload=False):
+            return self._kernel_rules(ctx, src, f, reload)
+        kr = kernel_loader(ctx.filters[0])
+        if kr is not None:
+            src.set_queue_program(kr.prog_fd)
+        sw = FilterSwap([ctx.filters[0]], kr)
+        ctx.serve_reloads(sw, kernel_loader, src)
         try:
-            loop.offload(src, self.rx_ring, dst, tx_ring, ctx.filters[0], ctx.counters,
+            loop.offload(src, self.rx_ring, dst, tx_ring, None, ctx.counters,
                          ctx.samples[0] if ctx.samples else None, wait_ms=self.wait_ms,
-                         seconds=self.seconds, sample_max=self.sample_max, kernel=kr)
+                         seconds=self.seconds, sample_max=self.sample_max, fswap=sw)
         finally:
-            if kr is not None:
+            ctx.stop_reloads()
+            progs = sw.kernel_programs()
+            if progs:
                 # the queue back to the kernel first, then the last counts
                 src.close()
-                kr.fold_into(ctx.counters)
-                kr.close()
+                sw.final_fold(ctx.counters)
+                for k in progs:
+                    k.close()
 
-    def _kernel_rules(self, ctx, port, f, sampling):
-        """The in-kernel rule program (middlebox.kfilter), installed as the
-        port's queue program; None when the rules run in user space.
-        ``rules_in``: "auto" (the kernel when it can, else user space,
-        saying why once), "kernel" (the kernel or an error), "user"."""
+    def _kernel_rules(self, ctx, port, f, reload=False):
+        """The in-kernel rule program (middlebox.kfilter) for filter f, not
+        yet installed (``port.set_queue_program``); None when the rules run
+        in user space.  ``rules_in``: "auto" (the kernel when it can, else
+        user space, saying why once), "kernel" (the kernel or an error),
+        "user".  Its dropped packets go to user space while drops are
+        sampled into pcap files; 1 of K is described for the attack view."""
         import sys
+        from middlebox import stats as st
         where = self.rules_in
-        if where == "user" or not self.filters or self.filters[0][0] != "rules":
+        if where == "user" or f is None or not f.is_rules_first():
             if where == "kernel":
                 raise ValueError("--rules-in kernel needs a rule file as the first filter "
                                  "(--rules)")
             return None
         from middlebox.kfilter import KernelRules, KernelFilterUnavailable
+        sampling = bool(ctx.samples) and self.sample_max > 0 and \
+            ctx.counters[st.W_SAMPLED] < self.sample_max
         try:
             if not hasattr(port, "set_queue_program"):
                 raise KernelFilterUnavailable("the %s backend has no XDP program to run them in"
                                               % port.backend)
-            kr = KernelRules(f, port.xsk_map_fd, punt_drops=sampling and self.sample_max > 0)
+            kr = KernelRules(f, port.xsk_map_fd, punt_drops=sampling)
         except KernelFilterUnavailable as e:
             if where == "kernel":
                 raise
             if ctx.index == 0:
-                print("%s: rules run in user space: %s" % (self.prog, e), file=sys.stderr,
-                      flush=True)
+                print("%s: rules run in user space%s: %s" % (
+                    self.prog, " after the reload" if reload else "", e), file=sys.stderr,
+                    flush=True)
             return None
-        port.set_queue_program(kr.prog_fd)
+        if ctx.one_in and ctx.drop_ring is not None:
+            kr.sample_drops(ctx.drop_ring, ctx.one_in)
         return kr
 
 

@@ -150,6 +150,37 @@ cdef class KernelRules:
         self.k.conf.punt_drops = 1 if on else 0
         return mb_kern_set_conf(&self.k)
 
+    def sample_drops(self, ring, uint32_t one_in):
+        """Describe about 1 of ``one_in`` drops the program decides (0:
+        none) in its ring buffer; drain() copies them into ``ring`` (a
+        writable buffer holding the worker's struct mb_ds_ring, the attack
+        view's, middlebox/includes/mb_dsample.h)."""
+        cdef unsigned char[::1] v
+        cdef int rc
+        if self.k.obj == NULL:
+            raise ValueError("the rule program is closed")
+        v = memoryview(ring).cast("B")
+        rc = mb_kern_sample_drops(&self.k, <void *>&v[0], one_in)
+        if rc < 0:
+            raise OSError(-rc, "sampling the drops of the in-kernel rule program: %s"
+                          % os.strerror(-rc))
+        self._ring_owner = ring
+
+    cdef int drain(self) noexcept nogil:
+        """Copy the drops the program sampled since the last call into
+        the attack view's ring (the worker's loop thread: the ring's one
+        writer).  The number of samples, or -errno."""
+        if self.k.obj == NULL:
+            return 0
+        return mb_kern_drain_samples(&self.k)
+
+    def drain_samples(self):
+        """drain() from Python (tests; no loop may be running)."""
+        cdef int rc = self.drain()
+        if rc < 0:
+            raise OSError(-rc, "reading the in-kernel rule program's samples")
+        return rc
+
     cdef int fold(self, uint64_t *c) noexcept nogil:
         """Add what the program decided since the last fold to a
         direction's counters c (rx, fwd, drop and bytes) and to the
@@ -201,6 +232,7 @@ cdef class KernelRules:
         return dict(pass_=self.tot[MBK_C_PASS], pass_bytes=self.tot[MBK_C_PASS_BYTES],
                     drop=self.tot[MBK_C_DROP], drop_bytes=self.tot[MBK_C_DROP_BYTES],
                     user=self.tot[MBK_C_USER], user_bytes=self.tot[MBK_C_USER_BYTES],
+                    samples_lost=self.tot[MBK_C_SAMPLES_LOST],
                     rules=[self.tot[MBK_C_RULES + i] for i in range(self.k.ncounts - MBK_C_RULES)])
 
     def test_run(self, frame, uint32_t repeat=1, timed=False):

@@ -20,6 +20,7 @@ from netmapy.stop cimport stop_requested
 from middlebox.filter cimport Filter, filter_move
 from middlebox.counters cimport *
 from middlebox.kfilter cimport KernelRules
+from middlebox.swap cimport FilterSwap
 from cpython.exc cimport PyErr_CheckSignals
 
 import time
@@ -32,10 +33,6 @@ LAYOUT = dict(W_PID=W_PID, W_RESTARTS=W_RESTARTS, W_HEARTBEAT=W_HEARTBEAT, W_STA
               W_QUEUE=W_QUEUE, W_CPU=W_CPU, DIR0=DIR0, DIR1=DIR1, W_SAMPLED=W_SAMPLED,
               W_FAILED=W_FAILED, BLOCK_WORDS=BLOCK_WORDS,
               FIELDS=(RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS))
-
-cdef enum:
-    FOLD_NS = 100000000     # in-kernel rule counters folded every 100 ms
-
 
 cdef inline uint64_t _now_ns() noexcept nogil:
     cdef timespec ts
@@ -88,24 +85,32 @@ cdef inline int _sync_tx(Port p, uint64_t *c, uint64_t *failed) noexcept nogil:
 
 
 def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=None,
-           Port sample_b=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0):
+           Port sample_b=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0,
+           FilterSwap fswap=None):
     """Forward a<->b through the filters until stop() or a signal.  Packets
     wait in RX while the other side's TX is full (the loop sleeps on that TX
     ring).  Returns when stopped, after a last pass that forwards what the
-    RX rings hold and a TX flush."""
+    RX rings hold and a TX flush.  `fswap`: the filters, replaceable while
+    the loop runs (middlebox.swap; f_ab and f_ba are then ignored)."""
     cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
     cdef uint64_t *c = &cv[0]
     cdef bint swap = a.mem is b.mem
     cdef netmap_ring *sa = sample_a.txr[0] if sample_a is not None else NULL
     cdef netmap_ring *sb = sample_b.txr[0] if sample_b is not None else NULL
     cdef int rc = 0, ev_a, ev_b, which = 0, last = 0
-    cdef uint64_t now, deadline = 0
+    cdef uint64_t now, deadline = 0, unsampled = 0
+    # hot reload: the filters are read through sw at every batch boundary
+    cdef FilterSwap sw = fswap if fswap is not None else FilterSwap([f_ab, f_ba])
     if cv.shape[0] < BLOCK_WORDS:
         raise ValueError("the counter block needs %d uint64" % BLOCK_WORDS)
+    if sw.nfilters != 2:
+        raise ValueError("the bridge needs a FilterSwap of two directions")
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
     c[W_STATE] = 1
-    with nogil:
+    sw.start()
+    try:
+      with nogil:
         while True:
             if stop_requested() or (deadline and _now_ns() >= deadline):
                 last = 1
@@ -123,8 +128,11 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
                     continue                  # the top sees a stop request
                 break
             now = _now_ns()
-            _direction(a, b, f_ab, c + DIR0, now, sa, c + W_SAMPLED, sample_max, swap)
-            _direction(b, a, f_ba, c + DIR1, now, sb, c + W_SAMPLED, sample_max, swap)
+            sw.boundary(c + DIR0, now, last, &unsampled, 0)     # reload swap point
+            _direction(a, b, <Filter>sw.filt[0], c + DIR0, now, sa, c + W_SAMPLED, sample_max,
+                       swap)
+            _direction(b, a, <Filter>sw.filt[1], c + DIR1, now, sb, c + W_SAMPLED, sample_max,
+                       swap)
             if _sync_tx(b, c + DIR0, c + W_FAILED) < 0:
                 rc = -1
                 which = 2
@@ -140,6 +148,8 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
             c[W_HEARTBEAT] = now
             if last:
                 break
+    finally:
+        sw.stop()
     c[W_STATE] = 2
     if rc < 0:
         (a if which == 1 else b).raise_error()
@@ -148,13 +158,15 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
 
 def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, counters,
             Port sample=None, int wait_ms=100, double seconds=0, uint64_t sample_max=0,
-            KernelRules kernel=None):
+            KernelRules kernel=None, FilterSwap fswap=None):
     """Filter what src's RX ring `ring` receives into dst's TX ring
     `dst_ring` (for nm-offload: the host TX ring, i.e. reinjection into the
     kernel); what the filter drops is released.  Same stop/drain rules as
     bridge().  `kernel`: the queue's in-kernel rule program, whose counters
     are folded into ours every FOLD_NS (and whose dropped packets come to
-    user space while drops are sampled)."""
+    user space while drops are sampled).  `fswap`: the filter and kernel
+    program, replaceable while the loop runs (middlebox.swap; f and kernel
+    are then ignored)."""
     cdef uint64_t[::1] cv = memoryview(counters).cast("B").cast("Q")
     cdef uint64_t *c = &cv[0] + DIR0
     cdef bint swap = src.mem is dst.mem
@@ -163,21 +175,19 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
     cdef netmap_ring *tx = dst.txr[dst_ring]
     cdef int rc = 0, which = 0, last = 0
     cdef uint32_t n
-    cdef uint64_t now, deadline = 0, folded = 0
+    cdef uint64_t now, deadline = 0
+    # hot reload: the filter and the kernel's rule program are read through
+    # sw at every batch boundary, which also folds the program's counters
+    cdef FilterSwap sw = fswap if fswap is not None else FilterSwap([f], kernel)
     if seconds > 0:
         deadline = _now_ns() + <uint64_t>(seconds * 1e9)
     cv[W_STATE] = 1
-    with nogil:
+    sw.start()
+    try:
+      with nogil:
         while True:
             if stop_requested() or (deadline and _now_ns() >= deadline):
                 last = 1
-            if kernel is not None:
-                now = _now_ns()
-                if now - folded >= FOLD_NS or last:
-                    kernel.fold(c)
-                    folded = now
-                    if kernel.k.conf.punt_drops and cv[W_SAMPLED] >= sample_max:
-                        kernel.c_set_punt(0)      # enough samples: drop in the kernel
             if nm_ring_space(rx) and not nm_ring_space(tx):
                 rc = poll_pair(src, 0, dst, POLLOUT, 0 if last else wait_ms)
             else:
@@ -189,7 +199,9 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
                     continue                  # the top sees a stop request
                 break
             now = _now_ns()
-            n = filter_move(f, rx, tx, swap, now, c, s, &cv[W_SAMPLED], sample_max)
+            sw.boundary(c, now, last, &cv[W_SAMPLED], sample_max)     # reload swap point
+            n = filter_move(<Filter>sw.filt[0], rx, tx, swap, now, c, s, &cv[W_SAMPLED],
+                            sample_max)
             if _sync_counted(dst, dst_ring, c, &cv[W_FAILED]) < 0:
                 rc = -1
                 which = 2
@@ -199,6 +211,8 @@ def offload(Port src, uint32_t ring, Port dst, uint32_t dst_ring, Filter f, coun
             cv[W_HEARTBEAT] = now
             if last:
                 break
+    finally:
+        sw.stop()
     cv[W_STATE] = 2
     if rc < 0:
         (src if which == 1 else dst).raise_error()

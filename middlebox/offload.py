@@ -5,6 +5,8 @@ to the kernel (CloudFlare's single-RX-queue offload, end to end).
     nm-offload eth3 4 --steer 'udp dst port 53' --drop 'udp[8:2] = 0xffff'
     nm-offload eth3 4 5 --bpf p0f.bpf --ntuple 'udp4 dst-port 53'
     nm-offload eth3 4 --rules dns.rules --dry-run        # print the plan, change nothing
+    nm-offload --config /etc/netmapy/eth3.toml           # the settings in a file
+    nm-offload --config /etc/netmapy/eth3.toml --reload  # the running one re-reads it
 
 For each QUEUE:
 
@@ -18,7 +20,9 @@ For each QUEUE:
 3. run the filters (rule files, tcpdump expressions, classic BPF) in C on
    every packet: what they reject is dropped and counted, what they accept
    is reinjected into the host stack as if it had just arrived on IF;
-4. on SIGINT/SIGTERM, drain, remove the XDP program and undo the NIC changes.
+4. on SIGINT/SIGTERM, drain, remove the XDP program and undo the NIC changes;
+   on SIGHUP (or --reload), re-read the configuration and swap the new
+   filters in between two batches, losing nothing (docs/service.md).
 """
 
 import json
@@ -30,16 +34,16 @@ import netmapy
 from netmapy import cli, iface, netns as nsmod
 from netmapy.names import PortName
 from .jobs import OffloadJob, PortSpec
-from .options import filter_options, filter_specs, netmask_for
+from .options import (filter_options, filter_specs, check_filters, service_options,
+                      attack_option, netmask_for)
 from .supervisor import Supervisor, numa_cpus
 
 EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("nm-offload")
 
 
 @cli.command("nm-offload", epilog=EPILOG)
-@click.argument("ifname", metavar="IFACE", type=cli.IFACE)
-@click.argument("queues", metavar="QUEUE...", type=cli.IntRange(min=0), nargs=-1,
-                required=True)
+@click.argument("ifname", metavar="IFACE", type=cli.IFACE, required=False)
+@click.argument("queues", metavar="QUEUE...", type=cli.IntRange(min=0), nargs=-1)
 @click.option("--steer", metavar="EXPR",
               help="only packets matching this tcpdump expression leave the kernel "
                    "(software flow steering in the XDP program)")
@@ -63,6 +67,8 @@ EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("nm-offload")
 @click.option("--dry-run", is_flag=True, help="print the NIC commands and the plan; change nothing")
 @filter_options(python=False)
 @cli.output_options(prometheus=True)
+@attack_option
+@service_options
 @cli.common_options
 @cli.pass_args
 def command(args):
@@ -70,10 +76,72 @@ def command(args):
     packets into the host stack.
 
     IFACE is the interface's Linux name as it is (eth3, nb-mi0, ...); each
-    QUEUE gets one worker.
+    QUEUE gets one worker.  IFACE and QUEUE may come from --config instead.
     """
-    args.queues = list(args.queues)
-    run(args)
+    return SERVICE.dispatch(click.get_current_context(), args, run)
+
+
+def check(args, cfg):
+    """--check: (problems, notes) about the resolved settings, without
+    touching any interface (middlebox.service)."""
+    from netmapy.errors import NetmapyError, NoPrivilege
+    problems, notes = [], []
+    if not args.ifname:
+        problems.append(cfg.problem("ifname", "an interface is needed (interface = \"eth3\")"))
+    if not args.queues:
+        problems.append(cfg.problem("queues", "at least one queue is needed (queues = [4])"))
+    if args.ifname:
+        try:
+            with nsmod.netns(args.netns):
+                info = iface.require(args.ifname)
+            for i, q in enumerate(args.queues):
+                if q >= info.num_rx_queues:
+                    problems.append(cfg.problem("queues", cli.one_line(
+                        netmapy.QueueOutOfRange(args.ifname, q, info.num_rx_queues)), i))
+        except (NetmapyError, OSError) as e:
+            problems.append(cfg.problem("netns" if args.netns and "namespace" in str(e)
+                                        else "ifname", cli.one_line(e)))
+    if len(set(args.queues)) != len(args.queues):
+        problems.append(cfg.problem("queues", "a queue is listed twice"))
+    netmask = netmask_for(args, args.ifname)
+    problems += check_filters(args, cfg, netmask)
+    if args.steer:
+        from netmapy.xdpprog import compile_filter, steer_program
+        try:
+            steer_program(compile_filter(args.steer, netmask=netmask,
+                                         netmask_from=args.ifname if netmask is None else None),
+                          source=repr(args.steer))
+        except (NetmapyError, ValueError) as e:
+            problems.append(cfg.problem("steer", cli.one_line(e)))
+    if args.rules_in == "kernel" and not args.rules:
+        problems.append(cfg.problem("rules_in", "'kernel' needs a rule file (rules = [...])"))
+    if not problems and args.rules and args.rules_in != "user":
+        from .kfilter import KernelRules, KernelFilterUnavailable
+        from .worker import build_filter
+        try:
+            kr = KernelRules(build_filter(filter_specs(args, [netmask])[0], netmask=netmask))
+            notes.append("the in-kernel rule program for %s loads (checked by the kernel's "
+                         "verifier, not attached)" % args.rules[0])
+            kr.close()
+        except KernelFilterUnavailable as e:
+            if args.rules_in == "kernel":
+                problems.append(cfg.problem("rules_in", cli.one_line(e)))
+            else:
+                notes.append("the rules will run in user space: %s" % cli.one_line(e))
+        except NoPrivilege as e:
+            notes.append("the in-kernel rule program was not checked: %s" % cli.one_line(e))
+    return problems, notes
+
+
+def _lock_of(args):
+    if not args.ifname:
+        raise cli.CliError("IFACE is needed (or --config naming the interface)")
+    return args.netns, args.ifname
+
+
+from .service import Service  # noqa: E402  (after the command: its parameters)
+SERVICE = Service("nm-offload", "nm-offload", {"interface": ("ifname",), "queues": ("queues",)},
+                  check, _lock_of)
 
 
 def _check_ntuple(spec):
@@ -164,7 +232,11 @@ def plan(args):
     return specs
 
 
-def run(args, out=sys.stdout):
+def run(args, cfg=None, out=sys.stdout):
+    if not args.ifname or not args.queues:
+        raise cli.CliError("IFACE and QUEUE are needed: on the command line, or as interface "
+                           "and queues in --config FILE")
+    args.queues = list(args.queues)
     netmask = netmask_for(args, args.ifname)
     filters, names, descs = filter_specs(args, [netmask])
     specs = plan(args)
@@ -190,17 +262,39 @@ def run(args, out=sys.stdout):
         if args.sample_drops:
             s.sample = "%s.w%d.pcap" % (args.sample_drops, w)
             s.sample_max = args.sample_max
-    print("nm-offload: %s queue(s) %s, %d worker(s)" % (
-        args.ifname, ",".join(map(str, args.queues)), len(specs)), file=sys.stderr)
-    sup = Supervisor("nm-offload", specs, locks=[(args.netns, args.ifname)], rule_names=names,
-                     rule_descriptions=descs, setup=nicplan.setup, teardown=nicplan.teardown,
-                     out=out, stats_json=args.json, prometheus=args.prometheus)
+    print("nm-offload: %s queue(s) %s, %d worker(s)%s" % (
+        args.ifname, ",".join(map(str, args.queues)), len(specs),
+        ", configuration %s" % cfg.path if cfg is not None and cfg.path else ""),
+        file=sys.stderr)
+
+    def reload_plan():
+        """SIGHUP: the new filter stages (or why not)."""
+        from .reload import ReloadRefused
+        new = cfg.resolve()
+        new.queues = list(new.queues)
+        fixed = cfg.fixed_changes(args, new)
+        if fixed:
+            raise ReloadRefused("these settings cannot change while running: %s; restart "
+                                "the service to apply them" % ", ".join(fixed))
+        stages, _, _ = filter_specs(new, [netmask])
+        if new.rules_in == "kernel" and (not stages or stages[0][0] != "rules"):
+            raise ReloadRefused("--rules-in kernel needs a rule file as the first filter")
+        return stages
+    sup = Supervisor("nm-offload", specs, locks=[(args.netns, args.ifname)],
+                     setup=nicplan.setup, teardown=nicplan.teardown,
+                     out=out, stats_json=args.json, prometheus=args.prometheus,
+                     stages=filters, reload=reload_plan if cfg is not None else None,
+                     attack_sample=args.attack_sample,
+                     config=cfg.path if cfg is not None else None)
     tot = sup.run(seconds=args.seconds, interval=args.interval)
     d = tot["directions"][0]
     summary = dict(ifname=args.ifname, queues=args.queues, rx=d["rx"], reinjected=d["fwd"],
                    reinject_failed=d["failed"], dropped=d["drop"],
                    ratelimited=d["ratelimited"], errors=d["errors"],
-                   rules=tot["rules"], restarts=tot["restarts"])
+                   rules=tot["rules"], restarts=tot["restarts"],
+                   reloads=tot.get("reloads", 0), generation=tot.get("generation", 0))
+    if "attack" in tot:
+        summary["attack"] = tot["attack"]
     if args.json:
         print(json.dumps(dict(summary=summary)), file=out, flush=True)
     else:

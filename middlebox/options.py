@@ -10,14 +10,54 @@ each receiving interface, ``netmask_for``) so that a bad rule file or
 expression is one error line before any worker starts.
 """
 
+import os
+
 import click
 
 from netmapy import cli
 
-__all__ = ["filter_options", "filter_specs", "netmask_option", "netmask_for", "NETMASK",
-           "FILTER_GROUP"]
+__all__ = ["filter_options", "filter_specs", "check_filters", "service_options",
+           "attack_option", "netmask_option", "netmask_for", "NETMASK", "FILTER_GROUP",
+           "SERVICE_GROUP"]
 
 FILTER_GROUP = "Filters (all run in C; a packet passes when every stage lets it)"
+SERVICE_GROUP = "Service (configuration file, reload: docs/service.md)"
+OUTPUT_GROUP = "Counters and output"
+
+
+def service_options(f):
+    """--config FILE, --check, --reload, --status (middlebox.service)."""
+    g = dict(cls=cli.Option, group=SERVICE_GROUP)
+    opts = [
+        click.option("--config", metavar="FILE", type=click.Path(dir_okay=False), **g,
+                     help="read the settings from this TOML file (middlebox/config.py); "
+                          "options on the command line override it"),
+        click.option("--check", is_flag=True, **g,
+                     help="check the settings (and compile every filter) without touching "
+                          "any interface: one line per problem, with file, line and key"),
+        click.option("--reload", is_flag=True, **g,
+                     help="make the running instance (the one started with this --config, "
+                          "else the one on this interface) re-read its configuration and "
+                          "swap its filters in without losing a packet (as SIGHUP does); "
+                          "prints the outcome"),
+        click.option("--status", is_flag=True, **g,
+                     help="show the running instance's counters, rules and attack view over "
+                          "-T seconds (default 1), from its shared memory; with --json as one "
+                          "JSON object"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def attack_option(f):
+    """--attack-sample K (the attack view, middlebox.attack)."""
+    return click.option(
+        "--attack-sample", type=cli.IntRange(min=0), default=64, show_default=True,
+        metavar="K", cls=cli.Option, group=OUTPUT_GROUP,
+        help="the attack view: sample about 1 of K dropped packets (C, per worker; in the "
+             "kernel too) for the top sources, destination ports and sizes of what is "
+             "dropped (0: off)")(f)
 
 
 class NetmaskType(click.ParamType):
@@ -131,3 +171,45 @@ def filter_specs(args, netmasks=(None,)):
     for nm in dict.fromkeys(netmasks or (None,)):
         f = build_filter(specs, netmask=nm)
     return tuple(specs), f.names, f.descriptions
+
+
+def check_filters(args, cfg, netmask=None):
+    """Every filter of the resolved settings compiled on its own (with
+    `netmask`, see netmask_for): a list of config.Problem (one per filter
+    that does not compile, with the line of the file that names it).
+    Touches nothing."""
+    from middlebox import rules as _rules
+    from middlebox.filter import Filter, FilterError
+    from netmapy.cli import one_line
+    problems = []
+    for i, path in enumerate(args.rules):
+        try:
+            _rules.load(path)
+        except (ValueError, OSError) as e:
+            problems.append(cfg.problem("rules", one_line(e), i))
+    for name in ("filter", "drop"):
+        for i, expr in enumerate(getattr(args, name)):
+            try:
+                Filter().add_expression(expr, drop=name == "drop", netmask=netmask)
+            except (FilterError, ValueError) as e:
+                problems.append(cfg.problem(name, one_line(e), i))
+    for i, path in enumerate(args.bpf):
+        try:
+            with open(path) as f:
+                Filter().add_bpf(f.read(), drop=True, name=path)
+        except OSError as e:
+            problems.append(cfg.problem("bpf", "%s: cannot read the BPF file: %s" % (
+                path, e.strerror), i))
+        except (FilterError, ValueError) as e:
+            problems.append(cfg.problem("bpf", one_line(e), i))
+    if getattr(args, "sample_drops", None):
+        d = os.path.dirname(os.path.abspath(args.sample_drops))
+        if not os.path.isdir(d):
+            problems.append(cfg.problem("sample_drops", "the directory %s does not exist" % d))
+    if getattr(args, "python", None):
+        from .worker import load_function
+        try:
+            load_function(args.python)
+        except (ValueError, OSError) as e:
+            problems.append(cfg.problem("python", one_line(e)))
+    return problems

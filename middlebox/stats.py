@@ -15,6 +15,16 @@ limit decided; errors, the packets that could not be forwarded at all
 (larger than the output's buffers: released, never truncated).
 middlebox/counters.pxd declares the same layout for the C loops.
 
+The per-rule counters are slots: a supervisor that reloads its filters
+(middlebox.reload) sizes them with room to spare and keeps a rule's counter
+in the same slot in every filter that has the rule
+(middlebox.rulecounters); ``nrules`` is the number of slots.
+
+After the workers' blocks, each worker has a small ring of sampled drops
+(1 of K dropped packets, parsed: source, ports, protocol, length) for the
+attack view (middlebox/includes/mb_dsample.h describes it, middlebox.attack
+reads it).
+
 The file is ``PROG-PID.stats``; its header names the owner (pid and start
 time), so a new start of PROG removes the files of dead runs
 (``remove_stale``).
@@ -27,10 +37,14 @@ import struct
 import time
 
 MAGIC = 0x5354534258424d4e          # "NMBXBSTS"
-VERSION = 1
+VERSION = 2
 HEADER_WORDS = 16
 BLOCK_WORDS = 32                    # per-worker fixed counters
 H_OWNER_PID, H_OWNER_START = 5, 6   # header: who created the file
+H_RING_SLOTS, H_ONE_IN = 7, 8       # header: the drop sample rings
+RING_HEADER = 64                    # bytes: struct mb_ds_ring
+RING_SLOT = 40                      # bytes: struct mb_ds_slot
+DEFAULT_RING_SLOTS = 1024
 
 # per-worker fixed words
 W_PID, W_RESTARTS, W_HEARTBEAT, W_STATE, W_QUEUE, W_CPU = 0, 1, 2, 3, 4, 5
@@ -53,12 +67,16 @@ class Stats:
     """The shared counter file.  ``Stats.create(path, nworkers, nrules)`` in
     the supervisor, ``Stats.open(path)`` in a worker."""
 
-    def __init__(self, path, fd, create, nworkers=0, nrules=0):
+    def __init__(self, path, fd, create, nworkers=0, nrules=0, ring_slots=0, one_in=0,
+                 writable=True):
         self.path = path
+        if ring_slots & (ring_slots - 1):
+            raise ValueError("ring_slots must be a power of two")
         if create:
-            size = 8 * (HEADER_WORDS + nworkers * (BLOCK_WORDS + 4 * nrules))
+            size = 8 * (HEADER_WORDS + nworkers * (BLOCK_WORDS + 4 * nrules)) + \
+                nworkers * (RING_HEADER + RING_SLOT * ring_slots)
             os.ftruncate(fd, size)
-        self.mm = mmap.mmap(fd, 0)
+        self.mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0))
         os.close(fd)
         self.words = memoryview(self.mm).cast("Q")
         if create:
@@ -69,21 +87,34 @@ class Stats:
             self.words[4] = time.time_ns()
             self.words[H_OWNER_PID] = os.getpid()
             self.words[H_OWNER_START] = _proc_start_time(os.getpid()) or 0
-            self.words[0] = MAGIC
+            self.words[H_RING_SLOTS] = ring_slots
+            self.words[H_ONE_IN] = one_in
         elif self.words[0] != MAGIC or self.words[1] != VERSION:
             raise ValueError("%s is not a netmapy stats file of this version" % path)
         self.nworkers = self.words[2]
         self.nrules = self.words[3]
+        self.ring_slots = self.words[H_RING_SLOTS]
+        self.one_in = self.words[H_ONE_IN]
+        if create:
+            for w in range(nworkers):
+                r = self.drop_ring(w)
+                struct.pack_into("=QII QQ", r, 0, 0, ring_slots, one_in, 1,
+                                 int.from_bytes(os.urandom(8), "little") | 1)
+                r.release()
+            self.words[0] = MAGIC
 
     @classmethod
-    def create(cls, path, nworkers, nrules):
+    def create(cls, path, nworkers, nrules, ring_slots=DEFAULT_RING_SLOTS, one_in=0):
+        """A new counter file: ``nrules`` rule counter slots per worker and
+        direction; drop sample rings of ``ring_slots`` samples, about 1 of
+        ``one_in`` drops sampled (0: none)."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        return cls(path, fd, True, nworkers, nrules)
+        return cls(path, fd, True, nworkers, nrules, ring_slots, one_in)
 
     @classmethod
-    def open(cls, path):
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        return cls(path, fd, False)
+    def open(cls, path, writable=True):
+        fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+        return cls(path, fd, False, writable=writable)
 
     def _base(self, w):
         if not 0 <= w < self.nworkers:
@@ -100,9 +131,29 @@ class Stats:
         b = self._base(w) + BLOCK_WORDS + 2 * self.nrules * direction
         return self.words[b:b + self.nrules], self.words[b + self.nrules:b + 2 * self.nrules]
 
-    def snapshot(self):
-        """A plain-Python copy of every counter."""
+    def clear_rule_counters(self, slots):
+        """Zero these rule counter slots in every worker and direction (a
+        slot given to a new rule: nobody writes it meanwhile)."""
+        for w in range(self.nworkers):
+            for d in range(2):
+                for v in self.rule_counters(w, d):
+                    for i in slots:
+                        v[i] = 0
+
+    def drop_ring(self, w):
+        """Worker w's drop sample ring (a writable byte view of its struct
+        mb_ds_ring; middlebox/includes/mb_dsample.h)."""
+        if not 0 <= w < self.nworkers:
+            raise IndexError("worker %d of %d" % (w, self.nworkers))
+        off = 8 * (HEADER_WORDS + self.nworkers * (BLOCK_WORDS + 4 * self.nrules)) + \
+            w * (RING_HEADER + RING_SLOT * self.ring_slots)
+        return memoryview(self.mm)[off:off + RING_HEADER + RING_SLOT * self.ring_slots]
+
+    def snapshot(self, rules=None):
+        """A plain-Python copy of every counter (of the rule counters, the
+        slots in ``rules`` when given, in that order)."""
         out = []
+        rules_at = None if rules is None else list(rules)
         for w in range(self.nworkers):
             blk = self.block(w)
             d = dict(pid=blk[W_PID], restarts=blk[W_RESTARTS], heartbeat_ns=blk[W_HEARTBEAT],
@@ -115,7 +166,10 @@ class Stats:
             rules = []
             for di in range(2):
                 h, l = self.rule_counters(w, di)
-                rules.append((list(h), list(l)))
+                if rules_at is None:
+                    rules.append((list(h), list(l)))
+                else:
+                    rules.append(([h[i] for i in rules_at], [l[i] for i in rules_at]))
             d["rules"] = rules
             out.append(d)
         return out

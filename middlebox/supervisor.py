@@ -16,6 +16,24 @@ counter files, their lock files).
 SIGINT/SIGTERM set the process-wide stop flag (netmapy.stop, installed for
 the duration of run()): the supervisor then stops the workers (each stops
 on its own flag), prints the final totals and cleans up.
+
+As a service (nm-offload, netmapy-bridge):
+
+* SIGHUP reloads the filters (``reload=``: the command's function that
+  re-reads its configuration) into every worker while packets flow
+  (middlebox.reload); each rule keeps its counter slot across reloads
+  (middlebox.rulecounters);
+* under systemd it says READY=1 once every worker loops, RELOADING=1 and
+  READY=1 around a reload, STOPPING=1 on the way down, a STATUS= line per
+  interval and, when the unit asks, WATCHDOG=1 while every running worker's
+  loop goes round (middlebox.sdnotify);
+* its state (the rule table, the last reload's outcome) is in ctl/ of the
+  run directory, where ``--reload`` and ``--status`` find it
+  (middlebox.service);
+* the attack view (middlebox.attack) is in the live table, the JSON lines
+  and the Prometheus metrics;
+* when its output is not a terminal it prints no table: one line per
+  event on stderr, and one line of rates per interval on stdout.
 """
 
 import fcntl
@@ -140,6 +158,48 @@ def numa_cpus(ifname):
         return allowed
 
 
+def rate_rows(prev, snap, dt, dir_names):
+    """Per worker and direction: counters and rates between two snapshots
+    (Stats.snapshot) `dt` seconds apart."""
+    dt = max(1e-6, dt)
+    rows = []
+    for w, (cur, old) in enumerate(zip(snap, prev)):
+        for d in range(2):
+            c, o = cur["dirs"][d], old["dirs"][d]
+            if d == 1 and dir_names[w][1] == "-":
+                continue
+            rows.append(dict(worker=w, queue=cur["queue"], cpu=cur["cpu"], dir=d,
+                             state=cur["state"], restarts=cur["restarts"],
+                             rx_pps=(c["rx"] - o["rx"]) / dt,
+                             fwd_pps=(c["fwd"] - o["fwd"]) / dt,
+                             drop_pps=(c["drop"] - o["drop"]) / dt,
+                             fwd_bps=8 * (c["fwd_bytes"] - o["fwd_bytes"]) / dt,
+                             rx=c["rx"], fwd=c["fwd"], drop=c["drop"],
+                             ratelimited=c["ratelimited"], errors=c["errors"],
+                             failed=c["failed"]))
+    return rows
+
+
+def table_lines(prog, rows, dir_names, rules=None, generation=None):
+    """The live table: a line per worker and direction, then the rules."""
+    lines = ["%s  %s" % (prog, time.strftime("%H:%M:%S")),
+             "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %8s %3s" % (
+                 "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
+                 "Mbit/s", "forwarded", "dropped", "failed", "rst")]
+    for r in rows:
+        lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %8d %3d" % (
+            r["worker"], r["queue"], r["cpu"], dir_names[r["worker"]][r["dir"]][:6],
+            r["state"], r["rx_pps"], r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6,
+            r["fwd"], r["drop"], r["failed"], r["restarts"]))
+    if rules:
+        lines.append("rules (packets decided / rate-limited)%s:" % (
+            ", generation %d" % generation if generation is not None else ""))
+        for r in rules:
+            lines.append("  %-24s %12d %10d  %s" % (r["rule"], r["packets"], r["ratelimited"],
+                                                    r["text"][:60]))
+    return lines
+
+
 class _Prom(http.server.BaseHTTPRequestHandler):
     sup = None
 
@@ -159,14 +219,41 @@ class _Prom(http.server.BaseHTTPRequestHandler):
 
 
 class Supervisor:
+    #: rule counter slots: at least this many, or 4 times the first rule set's
+    MIN_RULE_SLOTS = 4096
+
     def __init__(self, prog, specs, locks=(), rule_names=(), rule_descriptions=(),
                  setup=None, teardown=None, out=None, stats_json=False, prometheus=None,
-                 max_quick_failures=3, busy_wait=30):
+                 max_quick_failures=3, busy_wait=30, stages=None, reload=None,
+                 attack_sample=0, config=None):
+        """``stages``: the jobs' filter stages, when the rule counters
+        follow the rules across reloads (then rule_names is not needed);
+        ``reload``: the command's function returning the new stages
+        (SIGHUP); ``attack_sample``: sample 1 of K drops for the attack view
+        (0: none); ``config``: the configuration file, for the state file."""
+        from .rulecounters import RuleCounters
         self.prog = prog
         self.specs = specs
         self.locks = [InterfaceLock(prog, ns, ifn) for ns, ifn in locks]
-        self.rule_names = list(rule_names)
-        self.rule_descriptions = list(rule_descriptions)
+        self.st = st
+        self.reload_plan = reload
+        self.attack_sample = attack_sample
+        self.config = config
+        if stages is not None:
+            from .rulecounters import counter_keys
+            f = self.build_filter(stages)
+            n = f.num_counters
+            self.rc = RuleCounters(max(self.MIN_RULE_SLOTS, 4 * n) if reload else n)
+            slots = self.rc.assign(counter_keys(stages), list(f.names), list(f.descriptions))
+            self.rc.commit()
+            for spec in specs:
+                spec.filters = tuple(stages)
+                spec.counter_slots = tuple(slots)
+        else:
+            self.rc = RuleCounters(len(rule_names))
+            self.rc.current = [(("rule", i), i, name,
+                                rule_descriptions[i] if i < len(rule_descriptions) else "")
+                               for i, name in enumerate(rule_names)]
         self.setup, self.teardown = setup, teardown
         self.out = out or sys.stdout
         self.stats_json = stats_json
@@ -188,16 +275,45 @@ class Supervisor:
         self.httpd = None
         self._prev = None
         self.final = None
+        self.ctl = {}
+        self.reload_wanted = False
+        self.coordinator = None
+        self.attack = None
+        self.notifier = None
+        self.state = None
+        self.last_reload = None
+        self.reloads = 0
+
+    def build_filter(self, stages):
+        """The filter of the first job's first direction (for the rule
+        names and descriptions; expressions compiled with its netmask)."""
+        from .worker import build_filter
+        spec = self.specs[0] if self.specs else None
+        return build_filter(stages, netmask=spec.netmask(0) if hasattr(spec, "netmask")
+                            else None)
+
+    @property
+    def rule_names(self):
+        return [name for _, name, _ in self.rc.live()]
 
     # ------------------------------------------------------------ lifecycle
     def _start(self, w):
         spec = self.specs[w]
         ctx = mp.get_context("spawn")
         from . import worker
+        old = self.ctl.pop(w, None)
+        if old is not None:
+            old.close()
+        ctl = child = None
+        if self.reload_plan is not None:
+            ctl, child = ctx.Pipe(duplex=True)
         p = ctx.Process(target=worker.main,
-                        args=(spec, w, self.stats.path, os.getpid(), self.errors),
+                        args=(spec, w, self.stats.path, os.getpid(), self.errors, child),
                         daemon=False, name="%s-w%d" % (self.prog, w))
         p.start()
+        if child is not None:
+            child.close()
+            self.ctl[w] = ctl
         cpu = spec.cpu
         if cpu is not None:
             try:
@@ -312,14 +428,68 @@ class Supervisor:
         return False
 
     def _announce(self):
-        """Print the "running" line once, when every worker loops."""
+        """Print the "running" line once, when every worker loops (and tell
+        systemd: READY=1)."""
         if self.announced:
             return True
         if all(self.stats.block(w)[st.W_STATE] == 1 for w in range(len(self.specs))):
             self.announced = True
+            self._write_state()             # before saying so: --reload finds it then
             print("%s: running, %d worker(s)" % (self.prog, len(self.specs)),
                   file=sys.stderr, flush=True)
+            if self.notifier is not None:
+                self.notifier.ready("running, %d worker(s)" % len(self.specs))
         return self.announced
+
+    # ------------------------------------------------------------ service
+    def _on_sighup(self, signum, frame):
+        self.reload_wanted = True
+
+    def _reload(self):
+        """SIGHUP: re-read the configuration and swap the filters in."""
+        self.reload_wanted = False
+        if self.notifier is not None:
+            self.notifier.reloading("reloading")
+        print("%s: reload requested: re-reading the configuration" % self.prog,
+              file=sys.stderr, flush=True)
+        out = self.coordinator.reload()
+        self.reloads += 1
+        self.last_reload = out
+        print("%s: reload %s" % (self.prog, out.message), file=sys.stderr, flush=True)
+        self._write_state()
+        if self.notifier is not None:
+            self.notifier.ready("reload %s" % ("applied" if out.ok else "refused") +
+                                " (generation %d)" % out.generation)
+        return out
+
+    def _healthy(self):
+        """Every worker that runs has gone round its loop lately (for the
+        systemd watchdog)."""
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        limit = self.notifier.watchdog_interval * 1e9
+        for w, p in self.procs.items():
+            if p is None or not p.is_alive():
+                continue
+            blk = self.stats.block(w)
+            if blk[st.W_STATE] == 1 and blk[st.W_HEARTBEAT] and now - blk[st.W_HEARTBEAT] > limit:
+                return False
+        return True
+
+    def _write_state(self):
+        if self.state is None:
+            return
+        try:
+            self.state.write(dict(
+                prog=self.prog, pid=os.getpid(), config=self.config, stats=self.stats.path,
+                running=self.announced, workers=len(self.specs),
+                generation=self.coordinator.generation if self.coordinator else 0,
+                reloads=self.reloads,
+                last_reload=self.last_reload.as_dict() if self.last_reload else None,
+                rules=[dict(slot=s, rule=n, text=t) for s, n, t in self.rc.live()],
+                dir_names=[list(sp.dir_names) for sp in self.specs],
+                attack_sample=self.attack_sample))
+        except OSError as e:
+            print("%s: cannot write the state file: %s" % (self.prog, e), file=sys.stderr)
 
     def run(self, seconds=0, interval=1.0):
         """Run until SIGINT/SIGTERM or `seconds`; returns the final totals."""
@@ -340,9 +510,22 @@ class Supervisor:
                 print("%s: removed the counters of a dead run (pid %d): %s" % (
                     self.prog, pid, path), file=sys.stderr)
             remove_stale_locks(self.prog)
-            nrules = len(self.rule_names)
             path = os.path.join(st.rundir(), "%s-%d.stats" % (self.prog, os.getpid()))
-            self.stats = st.Stats.create(path, len(self.specs), nrules)
+            self.stats = st.Stats.create(path, len(self.specs), self.rc.capacity,
+                                         one_in=self.attack_sample)
+            if self.attack_sample:
+                from .attack import AttackView
+                self.attack = AttackView(self.stats, self.attack_sample)
+            from .sdnotify import Notifier
+            self.notifier = Notifier()
+            if self.reload_plan is not None:
+                from .reload import Coordinator
+                from . import service
+                self.coordinator = Coordinator(self, self.reload_plan)
+                service.remove_stale_state(self.prog)
+                self.state = service.StateFile(self.prog)
+                self._old_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+                self._write_state()         # starting: a reload waits until it runs
             self.errors = mp.get_context("spawn").Queue()
             if self.prometheus:
                 if isinstance(self.prometheus, str):
@@ -357,17 +540,32 @@ class Supervisor:
             self._wait_running()
             t0 = time.monotonic()
             last = t0
-            self._prev = (t0, self.stats.snapshot())
+            self._prev = (t0, self._snapshot())
+            window = interval or 10.0
             while not self._stop_requested() and self.failure is None:
                 stop.wait(min(0.1, interval or 0.1))
                 self._check_workers()
                 self._announce()
+                if self.reload_wanted and self.announced:
+                    self._reload()
+                if self.attack is not None:
+                    self.attack.poll()
+                if self.notifier.watchdog_interval:
+                    self.notifier.watchdog(self._healthy())
                 now = time.monotonic()
-                if interval and now - last >= interval:
-                    self.report(now)
+                if now - last >= window:
+                    if self.attack is not None:
+                        self.attack.roll(self._drops())
+                    if interval:
+                        self.report(now)
+                    elif self.notifier.enabled:
+                        self.notifier.status(self.status_line(now))
                     last = now
                 if seconds and now - t0 >= seconds:
                     break
+            self.stopping = True
+            self.notifier.stopping("stopping")
+            print("%s: stopping" % self.prog, file=sys.stderr, flush=True)
             self._sample_cpu()
             self._stop_workers()
             self.final = self.totals()
@@ -387,6 +585,14 @@ class Supervisor:
                     if self.final is None:
                         self.final = self.totals()
                     self.stats.unlink()
+                if self.state is not None:
+                    self.state.remove()
+                for c in self.ctl.values():
+                    c.close()
+                if hasattr(self, "_old_hup"):
+                    signal.signal(signal.SIGHUP, self._old_hup or signal.SIG_DFL)
+                if self.notifier is not None:
+                    self.notifier.close()
                 for lk in acquired:
                     lk.release()
                 stop.restore_handlers()
@@ -408,73 +614,94 @@ class Supervisor:
                     pass
 
     # ------------------------------------------------------------ reporting
+    def _snapshot(self):
+        return self.stats.snapshot(rules=self.rc.slots())
+
+    def _drops(self, snap=None):
+        snap = snap if snap is not None else self.stats.snapshot(rules=())
+        return sum(wk["dirs"][d]["drop"] for wk in snap for d in range(2))
+
+    def _rule_totals(self, snap=None):
+        """[{rule, text, packets, ratelimited}] of the rules in force, all
+        workers and directions summed."""
+        live = self.rc.live()
+        if snap is None:
+            snap = self.stats.snapshot(rules=[slot for slot, _, _ in live])
+        rules = []
+        for i, (slot, name, text) in enumerate(live):
+            hits = sum(wk["rules"][d][0][i] for wk in snap for d in range(2))
+            lim = sum(wk["rules"][d][1][i] for wk in snap for d in range(2))
+            rules.append(dict(rule=name, text=text, packets=hits, ratelimited=lim))
+        return rules
+
     def totals(self):
-        snap = self.stats.snapshot()
+        live = self.rc.live()
+        snap = self.stats.snapshot(rules=[slot for slot, _, _ in live])
         tot = [{f: 0 for f in st.ALL_FIELDS} for _ in range(2)]
         for wk in snap:
             for d in range(2):
                 for f in st.ALL_FIELDS:
                     tot[d][f] += wk["dirs"][d][f]
-        rules = []
-        for i, name in enumerate(self.rule_names):
-            hits = sum(wk["rules"][d][0][i] for wk in snap for d in range(2))
-            lim = sum(wk["rules"][d][1][i] for wk in snap for d in range(2))
-            rules.append(dict(rule=name, text=self.rule_descriptions[i] if i < len(self.rule_descriptions) else "",
-                              packets=hits, ratelimited=lim))
+        rules = self._rule_totals(snap)
         for w, wk in enumerate(snap):
             wk["cpu_seconds"] = getattr(self, "cpu", {}).get(w)
-        return dict(directions=tot, workers=snap, rules=rules,
-                    restarts=sum(wk["restarts"] for wk in snap))
+        out = dict(directions=tot, workers=snap, rules=rules,
+                   restarts=sum(wk["restarts"] for wk in snap))
+        if self.attack is not None:
+            out["attack"] = self.attack.summary(self._drops(snap))
+        if self.coordinator is not None:
+            out["generation"] = self.coordinator.generation
+            out["reloads"] = self.reloads
+        return out
+
+    def _rows(self, now):
+        snap = self._snapshot()
+        t_prev, prev = self._prev
+        self._prev = (now, snap)
+        return rate_rows(prev, snap, now - t_prev, [sp.dir_names for sp in self.specs])
+
+    def status_line(self, now=None, rows=None):
+        """One line: rates, the top dropped source, the rule generation (the
+        journal's periodic line, systemd's STATUS=)."""
+        if rows is None:
+            rows = self._rows(time.monotonic() if now is None else now)
+        rx = sum(r["rx_pps"] for r in rows)
+        fwd = sum(r["fwd_pps"] for r in rows)
+        drop = sum(r["drop_pps"] for r in rows)
+        text = "rx %.0f pps, forwarded %.0f pps, dropped %.0f pps" % (rx, fwd, drop)
+        v = self.attack.last if self.attack is not None else None
+        if v and v["top_sources"]:
+            t = v["top_sources"][0]
+            text += "; top dropped source %s (%.0f%%)" % (t["source"], 100 * t["share"])
+        if self.coordinator is not None:
+            text += "; rules generation %d" % self.coordinator.generation
+        return text
 
     def report(self, now):
-        snap = self.stats.snapshot()
-        t_prev, prev = self._prev
-        dt = max(1e-6, now - t_prev)
-        self._prev = (now, snap)
-        rows = []
-        for w, (cur, old) in enumerate(zip(snap, prev)):
-            for d in range(2):
-                c, o = cur["dirs"][d], old["dirs"][d]
-                if d == 1 and self.specs[w].dir_names[1] == "-":
-                    continue
-                rows.append(dict(worker=w, queue=cur["queue"], cpu=cur["cpu"], dir=d,
-                                 state=cur["state"], restarts=cur["restarts"],
-                                 rx_pps=(c["rx"] - o["rx"]) / dt,
-                                 fwd_pps=(c["fwd"] - o["fwd"]) / dt,
-                                 drop_pps=(c["drop"] - o["drop"]) / dt,
-                                 fwd_bps=8 * (c["fwd_bytes"] - o["fwd_bytes"]) / dt,
-                                 rx=c["rx"], fwd=c["fwd"], drop=c["drop"],
-                                 ratelimited=c["ratelimited"], errors=c["errors"],
-                                 failed=c["failed"]))
+        rows = self._rows(now)
+        if self.notifier is not None and self.notifier.enabled:
+            self.notifier.status(self.status_line(rows=rows))
         if self.stats_json:
-            print(json.dumps(dict(time=time.time(), workers=rows)), file=self.out, flush=True)
+            obj = dict(time=time.time(), workers=rows)
+            if self.attack is not None and self.attack.last is not None:
+                obj["attack"] = self.attack.last
+            print(json.dumps(obj), file=self.out, flush=True)
             return
-        lines = ["%s  %s" % (self.prog, time.strftime("%H:%M:%S")),
-                 "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %8s %3s" % (
-                     "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
-                     "Mbit/s", "forwarded", "dropped", "failed", "rst")]
-        for r in rows:
-            lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %8d %3d" % (
-                r["worker"], r["queue"], r["cpu"],
-                self.specs[r["worker"]].dir_names[r["dir"]][:6],
-                r["state"], r["rx_pps"],
-                r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6, r["fwd"], r["drop"],
-                r["failed"], r["restarts"]))
-        if self.rule_names:
-            tot = self.totals()["rules"]
-            lines.append("rules (packets decided / rate-limited):")
-            for r in tot:
-                lines.append("  %-24s %12d %10d  %s" % (r["rule"], r["packets"], r["ratelimited"],
-                                                        r["text"][:60]))
+        if not self.out.isatty():
+            # no tables in a log: one line per interval
+            print("%s: %s" % (self.prog, self.status_line(rows=rows)), file=self.out, flush=True)
+            return
+        lines = table_lines(self.prog, rows, [sp.dir_names for sp in self.specs],
+                            self._rule_totals() if self.rc.current else None,
+                            self.coordinator.generation if self.coordinator else None)
+        if self.attack is not None:
+            lines.extend(self.attack.table_lines())
         text = "\n".join(lines)
-        if self.out.isatty():
-            self.out.write("\x1b[H\x1b[J" + text + "\n")
-            self.out.flush()
-        else:
-            print(text, file=self.out, flush=True)
+        self.out.write("\x1b[H\x1b[J" + text + "\n")
+        self.out.flush()
 
     def prometheus_text(self):
-        snap = self.stats.snapshot()
+        snap = self.stats.snapshot(rules=())
         out = []
         for f in st.ALL_FIELDS:
             out.append("# TYPE netmapy_%s_total counter" % f)
@@ -486,12 +713,20 @@ class Supervisor:
         for w, wk in enumerate(snap):
             out.append('netmapy_worker_restarts_total{prog="%s",worker="%d"} %d' % (
                 self.prog, w, wk["restarts"]))
-        if self.rule_names:
+        if self.rc.current:
             out.append("# TYPE netmapy_rule_packets_total counter")
-            tot = self.totals()["rules"]
+            tot = self._rule_totals()
             for r in tot:
                 out.append('netmapy_rule_packets_total{prog="%s",rule="%s"} %d' % (
                     self.prog, r["rule"].replace('"', "'"), r["packets"]))
                 out.append('netmapy_rule_ratelimited_total{prog="%s",rule="%s"} %d' % (
                     self.prog, r["rule"].replace('"', "'"), r["ratelimited"]))
+        if self.coordinator is not None:
+            out.append("# TYPE netmapy_reloads_total counter")
+            out.append('netmapy_reloads_total{prog="%s"} %d' % (self.prog, self.reloads))
+            out.append("# TYPE netmapy_rules_generation gauge")
+            out.append('netmapy_rules_generation{prog="%s"} %d' % (
+                self.prog, self.coordinator.generation))
+        if self.attack is not None:
+            out.extend(self.attack.prometheus_lines(self.prog))
         return "\n".join(out) + "\n"

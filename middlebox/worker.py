@@ -68,10 +68,11 @@ def _die_with_parent():
         pass
 
 
-def main(job, index, stats_path, parent, errors=None):
+def main(job, index, stats_path, parent, errors=None, ctl=None):
     """Run one job (a middlebox.jobs.Job) as worker ``index`` until
     SIGTERM/SIGINT (or its duration) ends it; ``stats_path`` is the shared
-    counter file, ``parent`` the supervisor's pid."""
+    counter file, ``parent`` the supervisor's pid, ``ctl`` the pipe the
+    supervisor sends reloads through (middlebox.reload)."""
     from middlebox import stats as st
     from middlebox.jobs import WorkerContext
     from netmapy import stop
@@ -82,6 +83,9 @@ def main(job, index, stats_path, parent, errors=None):
     os.environ["NETMAPY_NO_SIGNAL_HANDLERS"] = "1"
     stop.reset()
     stop.install_handlers()
+    # a reload is the supervisor's signal (SIGHUP), not ours: a hangup of
+    # the terminal or a `kill -HUP` of the whole group must not end a worker
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _die_with_parent()
     if os.getppid() != parent:
         return 0                      # the supervisor is already gone
@@ -101,21 +105,33 @@ def main(job, index, stats_path, parent, errors=None):
         if job.cpu is not None:
             os.sched_setaffinity(0, {job.cpu})
         import netmapy
-        filters = []
-        for d in range(job.directions):
-            f = build_filter(job.filters, netmask=job.netmask(d))
+        one_in = stats.one_in
+        ring = stats.drop_ring(w) if one_in else None
+
+        def filter_for(stages, slots, d):
+            """A direction's filter, counting into its rule counter slots
+            and sampling its drops for the attack view (expressions compiled
+            with the netmask of the interface the direction receives on)."""
+            f = build_filter(stages, netmask=job.netmask(d))
             hits, limited = stats.rule_counters(w, d)
             if f.num_counters:
-                f.attach_counters(hits, limited)
-            filters.append(f)
+                f.attach_counters(hits, limited, slots=list(slots) if slots else None)
+            if ring is not None:
+                f.set_drop_sampler(ring, d)
+            return f
+        filters = [filter_for(job.filters, job.counter_slots, d) for d in range(job.directions)]
         for p in job.ports:
             ports.append(p.open())
         samples = []
         if job.sample:
             samples.append(netmapy.open(netmapy.PortName("pcap", job.sample), mode="w",
                                         slots=256))
-        job.run(WorkerContext(ports=ports, filters=filters, counters=blk, samples=samples,
-                              index=w))
+        ctx = WorkerContext(ports=ports, filters=filters, counters=blk, samples=samples,
+                            index=w, drop_ring=ring, one_in=one_in)
+        if ctl is not None:
+            from middlebox.reload import Agent
+            ctx.reloads = Agent(ctl, job, w, stats, ctx, filter_for)
+        job.run(ctx)
         for s in samples:
             s.close()
         blk[st.W_STATE] = 3

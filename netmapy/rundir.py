@@ -11,6 +11,7 @@ Everything run-time lives under it, one sub-directory per concern, each
     stats/   the middlebox's shared counters        (middlebox.stats)
     locks/   one lock per interface a middlebox owns (middlebox.supervisor)
     nic/     journals of NIC changes, for restore   (middlebox.nic)
+    ctl/     a running service's state: its rules, its last reload (middlebox.service)
 
 Everything in it is gone after a reboot (tmpfs), which is right: pipes,
 locks and counters die with their processes, and NIC settings the journals
@@ -26,7 +27,7 @@ __all__ = ["ENV", "base", "rundir", "SUBDIRS"]
 
 #: The one environment variable.
 ENV = "NETMAPY_RUNDIR"
-SUBDIRS = ("pipes", "xdp", "stats", "locks", "nic")
+SUBDIRS = ("pipes", "xdp", "stats", "locks", "nic", "ctl")
 
 
 def base():

@@ -11,6 +11,7 @@
 #include <bpf/libbpf.h>
 
 #include "mb_filter.h"
+#include "mb_dsample.h"
 #include "mb_kern.h"
 
 
@@ -23,11 +24,13 @@ static int mb_kern_silent(enum libbpf_print_level level, const char *fmt, va_lis
 void mb_kern_init(struct mb_kern *k)
 {
     memset(k, 0, sizeof(*k));
-    k->prog_fd = k->conf_fd = k->counts_fd = -1;
+    k->prog_fd = k->conf_fd = k->counts_fd = k->samples_fd = -1;
 }
 
 void mb_kern_close(struct mb_kern *k)
 {
+    if (k->rb)
+        ring_buffer__free(k->rb);
     if (k->obj)
         bpf_object__close(k->obj);   /* closes prog_fd and the map fds */
     free(k->vals);
@@ -257,6 +260,10 @@ int mb_kern_open(struct mb_kern *k, const char *path, const struct mb_ruleset *r
     k->prog_fd = bpf_program__fd(prog);
     k->conf_fd = bpf_map__fd(m_conf);
     k->counts_fd = bpf_map__fd(m_counts);
+    {
+        struct bpf_map *m_samples = bpf_object__find_map_by_name(k->obj, "mbk_samples");
+        k->samples_fd = m_samples ? bpf_map__fd(m_samples) : -1;
+    }
     *stage = "filling the maps";
     fd = bpf_map__fd(m_rules);
     for (i = 0; i < rs->nrules; i++) {
@@ -335,6 +342,65 @@ int mb_kern_set_conf(struct mb_kern *k)
 {
     uint32_t zero = 0;
     return bpf_map_update_elem(k->conf_fd, &zero, &k->conf, BPF_ANY) ? -errno : 0;
+}
+
+/* one record of the program's sample ring buffer into the attack view's ring */
+static int mb_kern_on_sample(void *ctx, void *data, size_t size)
+{
+    struct mb_ds_ring *r = ctx;
+    const struct mbk_sample *in = data;
+    struct mb_ds_slot *s;
+    int i;
+    if (size < sizeof(*in))
+        return 0;
+    s = mb_ds_begin(r);
+    for (i = 0; i < 8; i++) {
+        s->src[i] = (uint8_t)(in->shi >> (56 - 8 * i));
+        s->src[8 + i] = (uint8_t)(in->slo >> (56 - 8 * i));
+    }
+    s->len = in->len;
+    s->sport = in->l3 == 0 ? in->ethertype : in->sport;
+    s->dport = in->dport;
+    s->proto = in->proto;
+    s->l3 = in->l3;
+    s->origin = MB_DS_KERNEL;
+    s->flags = in->flags;
+    s->reserved = 0;
+    mb_ds_commit(r, s);
+    return 0;
+}
+
+/*
+ * Sample about 1 of one_in drops the program decides (0: none) into
+ * ds_ring (a struct mb_ds_ring), read by mb_kern_drain_samples().  0 or
+ * -errno.
+ */
+int mb_kern_sample_drops(struct mb_kern *k, void *ds_ring, uint32_t one_in)
+{
+    int rc;
+    if (!k->obj)
+        return -EBADF;
+    if (one_in && ds_ring && !k->rb) {
+        if (k->samples_fd < 0)
+            return -ENOENT;
+        k->rb = ring_buffer__new(k->samples_fd, mb_kern_on_sample, ds_ring, NULL);
+        if (!k->rb)
+            return -errno ? -errno : -ENOMEM;
+        k->ds_ring = ds_ring;
+    }
+    k->conf.sample_thresh = !one_in || !ds_ring ? 0 :
+        one_in == 1 ? 0xffffffffu : (uint32_t)((1ULL << 32) / one_in);
+    rc = mb_kern_set_conf(k);
+    return rc;
+}
+
+/* Copy what the program sampled since the last call; the number of
+ * samples, or -errno. */
+int mb_kern_drain_samples(struct mb_kern *k)
+{
+    if (!k->rb)
+        return 0;
+    return ring_buffer__consume(k->rb);
 }
 
 /* Every counter summed over the CPUs into tot[ncounts]; 0 or -errno. */

@@ -39,7 +39,9 @@ enum { MBK_V_PASS = 0, MBK_V_DROP = 1, MBK_V_USER = 2 };
 /* counters: a per-CPU array of u64; rule hits from MBK_C_RULES on */
 enum {
     MBK_C_PASS = 0, MBK_C_PASS_BYTES, MBK_C_DROP, MBK_C_DROP_BYTES,
-    MBK_C_USER, MBK_C_USER_BYTES, MBK_C_RESERVED6, MBK_C_RESERVED7,
+    MBK_C_USER, MBK_C_USER_BYTES,
+    MBK_C_SAMPLES_LOST,         /* drop samples the ring buffer had no room for */
+    MBK_C_RESERVED7,
     MBK_C_RULES = 8             /* + C rule index; + nrules: the default */
 };
 
@@ -52,8 +54,23 @@ struct mbk_conf {
     mbk_u8 final;               /* 1: allow is the whole verdict (no other stage) */
     mbk_u8 punt_drops;          /* 1: denied packets go to user space (sampling) */
     mbk_u8 user_action;         /* 0: redirect to the socket; else return this (tests) */
-    mbk_u32 _pad;
+    mbk_u32 sample_thresh;      /* the attack view: a drop is sampled when a random u32 is
+                                 * below this (2^32 / K: 1 of K), 0xffffffff: every drop,
+                                 * 0: none */
 };
+
+/* a sampled drop, into the mbk_samples ring buffer (the worker copies it to
+ * the attack view's ring, mb_dsample.h) */
+struct mbk_sample {
+    mbk_u64 shi, slo;           /* source address, IPv4 as ::ffff:a.b.c.d */
+    mbk_u32 len;
+    mbk_u16 sport, dport;
+    mbk_u8 proto, l3, flags, _pad;
+    mbk_u16 ethertype;
+    mbk_u16 _pad2;
+};
+
+#define MBK_SAMPLE_RING_BYTES (1u << 16)
 
 /* one C rule, as struct mb_rule minus the rate (user space keeps that) */
 struct mbk_rule {
