@@ -456,7 +456,7 @@ def compile_expression(expr, netmask=None, snaplen=65535, exc=CbpfError, netmask
             elif "netmask not known" in msg:
                 fix = (": give the IPv4 netmask of the network the packets belong to "
                        "(netmask='255.255.255.0' in Python, --netmask 255.255.255.0 on a "
-                       "command line)%s" % (
+                       "command line, netmask = \"255.255.255.0\" in a service's [filters])%s" % (
                            "; %s has no IPv4 address to take it from" % netmask_from
                            if netmask_from else ""))
             raise exc("%r: libpcap cannot compile it: %s%s" % (expr, msg, fix))

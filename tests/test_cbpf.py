@@ -267,3 +267,29 @@ def test_netmask_defaults_to_the_interfaces(pair):
     given = subprocess.run(base + ["--netmask", "24"], capture_output=True, text=True, cwd=REPO,
                            env=env, timeout=60)
     assert given.returncode == 0, given.stderr
+
+
+@needs_root
+def test_service_configuration_takes_a_netmask(pair, tmp_path):
+    """[filters] netmask in a service's TOML file; --check compiles with it,
+    or with the interface's, and names the file, line and key."""
+    v = pair
+    env = dict(os.environ, PYTHONPATH=REPO)
+    conf = tmp_path / "svc.toml"
+    head = '[nm-offload]\ninterface = "%s"\nqueues = [0]\nnetns = "%s"\n\n[filters]\n' \
+        'drop = ["ip broadcast"]\n' % (v.if_b, v.ns_b)
+
+    def check(extra=""):
+        conf.write_text(head + extra)
+        return subprocess.run([sys.executable, "-m", "middlebox.offload", "--config", str(conf),
+                               "--check"], capture_output=True, text=True, cwd=REPO, env=env,
+                              timeout=60)
+    assert check().returncode == 0                      # the interface's /24
+    r = check('netmask = "255.0.255.0"\n')
+    assert r.returncode == 1 and "svc.toml:8: filters.netmask: netmask 255.0.255.0: not a " \
+        "netmask" in r.stderr, r.stderr
+    subprocess.run(["ip", "-n", v.ns_b, "addr", "flush", "dev", v.if_b], check=True)
+    r = check()
+    assert r.returncode == 1 and "svc.toml:7: filters.drop[0]: 'ip broadcast'" in r.stderr
+    assert "in a service's [filters]" in r.stderr
+    assert check('netmask = "/16"\n').returncode == 0
