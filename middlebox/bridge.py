@@ -30,7 +30,7 @@ from netmapy import cli
 from netmapy.names import PortName
 from .jobs import BridgeJob, PortSpec
 from .options import (filter_options, filter_specs, check_filters, service_options,
-                      attack_option)
+                      attack_option, netmask_for)
 from .supervisor import Supervisor, numa_cpus
 
 EPILOG = """\
@@ -98,7 +98,7 @@ def check(args, cfg):
         except (NetmapyError, OSError) as e:
             problems.append(cfg.problem("if_a" if i == 0 else "if_b", cli.one_line(e), i
                                         if cfg.path and "if_a" not in cfg.given else None))
-    problems += check_filters(args, cfg)
+    problems += check_filters(args, cfg, netmask_for(args, args.if_a))
     if args.python and (args.rules or args.filter or args.drop or args.bpf):
         problems.append(cfg.problem("python", "python replaces the compiled filters: use one "
                                               "or the other"))
@@ -167,7 +167,9 @@ def run(args, cfg=None, out=sys.stdout):
     if args.if_a is None:
         raise cli.CliError("IF_A is needed: on the command line, or as interfaces in "
                            "--config FILE")
-    filters, names, descs = filter_specs(args)
+    # each direction's expressions get the netmask of the interface it receives on
+    netmasks = (netmask_for(args, args.if_a), netmask_for(args, args.if_b or args.if_a))
+    filters, names, descs = filter_specs(args, netmasks)
     specs = plan(args)
     if args.python:
         from .worker import load_function
@@ -176,6 +178,7 @@ def run(args, cfg=None, out=sys.stdout):
             raise cli.CliError("--python replaces the compiled filters: use one or the other")
     for w, s in enumerate(specs):
         s.filters = filters
+        s.netmasks = netmasks
         s.python = args.python
         if args.sample_drops:
             s.sample = "%s.w%d.pcap" % (args.sample_drops, w)
@@ -241,7 +244,7 @@ def run(args, cfg=None, out=sys.stdout):
         if args.python:
             raise ReloadRefused("the bridge runs a Python function (python): nothing to "
                                 "reload; restart the service to change it")
-        return filter_specs(new)[0]
+        return filter_specs(new, netmasks)[0]
     sup = Supervisor("netmapy-bridge", specs, locks=locks, out=out, stats_json=args.json,
                      prometheus=args.prometheus, setup=setup, teardown=teardown,
                      stages=filters, reload=reload_plan if cfg is not None else None,

@@ -71,6 +71,10 @@ cdef extern from "mb_filter.h" nogil:
     int mb_ruleset_eval(mb_ruleset *rs, const mb_pkt *p, uint64_t now_ns,
                         uint32_t *rule_out, int *limited)
 
+cdef extern from "mb_bpf.h" nogil:
+    uint32_t mb_bpf_run(const bpf_insn *prog, uint32_t n, const uint8_t *p, uint32_t wirelen,
+                        uint32_t buflen, uint32_t loop_limit, int *looped)
+
 cdef enum:
     MAX_STAGES = 16
     STAGE_RULES = 0
@@ -84,6 +88,9 @@ cdef class Filter:
     cdef mb_ruleset rs[MAX_STAGES]
     cdef bpf_insn *prog[MAX_STAGES]
     cdef uint32_t proglen[MAX_STAGES]
+    cdef bint loops[MAX_STAGES]            # backward jumps: mb_bpf_run, not libpcap's
+    cdef uint32_t loop_limit[MAX_STAGES]   # backward jumps allowed per packet
+    cdef uint64_t looped[MAX_STAGES]       # packets the loop limit ended
     cdef uint32_t *rule_map[MAX_STAGES]    # C rule -> counter index
     cdef uint32_t base[MAX_STAGES]         # counter index of the stage's first entry
     cdef uint32_t ncounters

@@ -32,9 +32,9 @@ cdef extern from "mb_dsample.h" nogil:
     void mb_ds_drop(mb_ds_ring *r, const uint8_t *frame, uint32_t length, uint8_t origin)
 
 import ipaddress
-import re
 
 from netmapy.errors import NetmapyError
+from netmapy import cbpf as _cbpf
 from . import rules as _rules
 
 
@@ -72,90 +72,59 @@ def parse_bpf_text(text, source="<bpf>"):
     """Classic BPF as `tcpdump -ddd` prints it (a count line, then
     "code jt jf k" lines) or as `tcpdump -dd` C fragments; also the
     single-line comma form of iptables -m bpf / bpftools
-    ("4,48 0 0 9,21 0 1 17,6 0 0 65535,6 0 0 0")."""
-    t = text.strip()
-    if "," in t and "{" not in t and "\n" not in t:
-        parts = [p.strip() for p in t.split(",") if p.strip()]
-        lines = parts
-    else:
-        lines = [ln.split("//")[0].strip() for ln in t.splitlines()]
-        lines = [ln for ln in lines if ln]
-    insns = []
-    count = None
-    for n, ln in enumerate(lines, 1):
-        m = re.fullmatch(r"\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*"
-                         r"(0x[0-9a-fA-F]+|\d+)\s*\},?", ln)
-        if m:
-            insns.append(tuple(int(g, 0) for g in m.groups()))
-            continue
-        f = ln.split()
-        if len(f) == 1 and count is None and not insns:
-            try:
-                count = int(f[0])
-            except ValueError:
-                raise FilterError("%s:%d: expected an instruction count, found %r" % (source, n, ln))
-            continue
-        if len(f) != 4:
-            raise FilterError("%s:%d: expected 'code jt jf k' (4 numbers), found %r" % (source, n, ln))
-        try:
-            ins = tuple(int(x, 0) for x in f)
-        except ValueError:
-            raise FilterError("%s:%d: expected numbers, found %r" % (source, n, ln))
-        if not (0 <= ins[0] <= 0xffff and 0 <= ins[1] <= 255 and 0 <= ins[2] <= 255
-                and 0 <= ins[3] <= 0xffffffff):
-            raise FilterError("%s:%d: a field is out of range in %r" % (source, n, ln))
-        insns.append(ins)
-    if not insns:
-        raise FilterError("%s: no BPF instructions found" % source)
-    if count is not None and count != len(insns):
-        raise FilterError("%s: the count line says %d instructions, there are %d" % (
-            source, count, len(insns)))
-    _validate_bpf(insns, source)
-    return insns
+    ("4,48 0 0 9,21 0 1 17,6 0 0 65535,6 0 0 0").  Checked as
+    netmapy.cbpf.check does (FilterError names the instruction and the fix)."""
+    return _cbpf.check(_cbpf.parse_text(text, source, FilterError), source, FilterError)
 
 
 def _validate_bpf(insns, source):
-    """The kernel's classic BPF checks: known opcodes, jumps forward and in
-    range, scratch memory index < 16, ending in a return."""
-    n = len(insns)
-    if n > 4096:
-        raise FilterError("%s: %d instructions, more than the 4096 classic BPF allows" % (source, n))
-    for i, (code, jt, jf, k) in enumerate(insns):
-        cls = code & 0x07
-        if cls == 0x05:                                    # JMP
-            op = code & 0xf0
-            if op == 0x00:                                  # JA
-                if i + 1 + k >= n:
-                    raise FilterError("%s: instruction %d jumps out of the program" % (source, i))
-            elif i + 1 + jt >= n or i + 1 + jf >= n:
-                raise FilterError("%s: instruction %d jumps out of the program" % (source, i))
-        elif cls in (0x00, 0x01) and (code & 0xe0) == 0x60 and k >= 16:   # LD/LDX MEM
-            raise FilterError("%s: instruction %d reads scratch memory M[%d] (0..15)" % (source, i, k))
-        elif cls in (0x02, 0x03) and k >= 16:             # ST/STX
-            raise FilterError("%s: instruction %d writes scratch memory M[%d] (0..15)" % (source, i, k))
-    if insns[n - 1][0] & 0x07 != 0x06:
-        raise FilterError("%s: the program does not end with a return" % source)
+    return _cbpf.check(insns, source, FilterError)
 
 
-def compile_expression(expr, snaplen=65535):
+def compile_expression(expr, snaplen=65535, netmask=None):
     """A tcpdump expression compiled with libpcap to classic BPF
-    [(code, jt, jf, k)] for Ethernet frames."""
-    cdef pcap_t *p = pcap_open_dead(DLT_EN10MB, snaplen)
-    cdef bpf_program prog
-    cdef unsigned int i
-    if p == NULL:
-        raise MemoryError()
-    try:
-        if pcap_compile(p, &prog, expr.encode(), 1, 0xffffffff) != 0:
-            raise FilterError("cannot compile the expression %r: %s" % (
-                expr, pcap_geterr(p).decode("utf-8", "replace")))
-        try:
-            return [(prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf,
-                     prog.bf_insns[i].k) for i in range(prog.bf_len)]
-        finally:
-            pcap_freecode(&prog)
-    finally:
-        pcap_close(p)
+    [(code, jt, jf, k)] for Ethernet frames.  netmask: the IPv4 netmask
+    expressions such as `ip broadcast` need ("255.255.255.0", "/24", 24;
+    None: unknown)."""
+    return _cbpf.compile_expression(expr, netmask, snaplen, FilterError)
+
+
+cdef class Interpreter:
+    """Classic BPF `program` (checked first) loaded for netmapy's own
+    interpreter, the one Filter uses for programs with backward jumps:
+    ``interp(frame)`` is (the program's return value, whether the loop
+    limit ended it).  For tests and tools."""
+    cdef bpf_insn *prog
+    cdef uint32_t n
+    cdef uint32_t limit
+
+    def __cinit__(self, program, uint32_t loop_limit=_cbpf.LOOP_LIMIT):
+        cdef list insns = _cbpf.check(program, "<bpf>", FilterError, warn=False)
+        cdef uint32_t i
+        self.n = len(insns)
+        self.limit = loop_limit
+        self.prog = <bpf_insn *>calloc(self.n, sizeof(bpf_insn))
+        if self.prog == NULL:
+            raise MemoryError()
+        for i in range(self.n):
+            self.prog[i].code, self.prog[i].jt, self.prog[i].jf, self.prog[i].k = insns[i]
+
+    def __dealloc__(self):
+        free(self.prog)
+
+    def __call__(self, frame):
+        cdef const uint8_t[::1] v = memoryview(frame).cast("B")
+        cdef const uint8_t *pkt = <const uint8_t *>"" if v.shape[0] == 0 else &v[0]
+        cdef int looped = 0
+        cdef uint32_t r = mb_bpf_run(self.prog, self.n, pkt, v.shape[0], v.shape[0],
+                                     self.limit, &looped)
+        return r, bool(looped)
+
+
+def interpret(program, frame, uint32_t loop_limit=_cbpf.LOOP_LIMIT):
+    """(return value, ended by the loop limit) of classic BPF `program` on
+    one frame, run by netmapy's interpreter (see Interpreter)."""
+    return Interpreter(program, loop_limit)(bytes(frame))
 
 
 cdef class Filter:
@@ -329,17 +298,26 @@ cdef class Filter:
             rs.linear[i] = linear[i]
         return 0
 
-    def add_bpf(self, program, bint drop=False, str name=None):
+    def add_bpf(self, program, bint drop=False, str name=None, loop_limit=None, source=None):
         """Add classic BPF: a list of (code, jt, jf, k) or `tcpdump -ddd`
         text.  drop=True: matching packets are dropped; else only matching
-        packets pass."""
+        packets pass.  A program with backward jumps (libpcap's `protochain`)
+        runs in netmapy's interpreter, which allows loop_limit backward jumps
+        per packet (default netmapy.cbpf.LOOP_LIMIT) and ends the program
+        with 0 at the next; the others in libpcap's own.  Errors name the
+        program as `source` (default: the stage name)."""
         cdef int s = self._stage()
         cdef uint32_t i
+        src = source or name or ("bpf%d" % s)
+        if loop_limit is None:
+            loop_limit = _cbpf.LOOP_LIMIT
+        if not 0 <= loop_limit <= _cbpf.MAX_LOOP_LIMIT:
+            raise FilterError("%s: loop_limit=%r: 0..%d backward jumps per packet" % (
+                src, loop_limit, _cbpf.MAX_LOOP_LIMIT))
         if isinstance(program, str):
-            insns = parse_bpf_text(program, name or "<bpf>")
+            insns = parse_bpf_text(program, src)
         else:
-            insns = [tuple(x) for x in program]
-            _validate_bpf(insns, name or "<bpf>")
+            insns = _validate_bpf(program, src)
         self.prog[s] = <bpf_insn *>calloc(len(insns), sizeof(bpf_insn))
         if self.prog[s] == NULL:
             raise MemoryError()
@@ -349,6 +327,9 @@ cdef class Filter:
             self.prog[s][i].jf = jf
             self.prog[s][i].k = k
         self.proglen[s] = len(insns)
+        self.loops[s] = bool(_cbpf.backward_jumps(insns))
+        self.loop_limit[s] = loop_limit
+        self.looped[s] = 0
         self.kind[s] = STAGE_BPF_DROP if drop else STAGE_BPF_ACCEPT
         self.base[s] = self.ncounters
         self.names.append(name or ("bpf%d" % s))
@@ -358,9 +339,12 @@ cdef class Filter:
         self.nstages += 1
         return self
 
-    def add_expression(self, str expr, bint drop=False):
-        """Add a tcpdump expression (compiled with libpcap)."""
-        self.add_bpf(compile_expression(expr), drop, expr)
+    def add_expression(self, str expr, bint drop=False, netmask=None, loop_limit=None):
+        """Add a tcpdump expression (compiled with libpcap).  netmask: the
+        IPv4 netmask of the packets' network, for expressions that need one
+        (`ip broadcast`): "255.255.255.0", "/24" or 24; None: not known."""
+        self.add_bpf(compile_expression(expr, netmask=netmask), drop, expr, loop_limit,
+                     source=repr(expr))
         self.descriptions[len(self.descriptions) - 1] = "%s %r" % (
             "drop" if drop else "accept only", expr)
         return self
@@ -429,6 +413,12 @@ cdef class Filter:
         self.dsample_origin = origin
         self._dsample_owner = ring
 
+    def loop_limited(self):
+        """{stage name: packets the loop limit ended} for the stages whose
+        programs have backward jumps (this process's count)."""
+        return {self.names[self.base[s]]: self.looped[s] for s in range(self.nstages)
+                if self.kind[s] != STAGE_RULES and self.loops[s]}
+
     @property
     def num_counters(self):
         return self.ncounters
@@ -462,7 +452,14 @@ cdef class Filter:
                     self.limited_drop = lim != 0
                     return 0
             else:
-                ok = bpf_filter(self.prog[s], pkt, length, length) != 0
+                if self.loops[s]:
+                    lim = 0
+                    ok = mb_bpf_run(self.prog[s], self.proglen[s], pkt, length, length,
+                                    self.loop_limit[s], &lim) != 0
+                    if lim:
+                        self.looped[s] += 1
+                else:
+                    ok = bpf_filter(self.prog[s], pkt, length, length) != 0
                 if self.kind[s] == STAGE_BPF_DROP:
                     if ok:
                         self.hits[self.base[s]] += 1
@@ -485,6 +482,37 @@ cdef class Filter:
 
     def check_many(self, frames, now_ns=None):
         return [self.check(f, now_ns) for f in frames]
+
+    def time_verdicts(self, frames, uint32_t rounds=1000):
+        """Run the verdict on every frame `rounds` times in a nogil C loop
+        (as the workers do, without the rings); returns (nanoseconds per
+        packet, packets passed in one round).  For benchmarks: counters
+        count these packets too."""
+        cdef list fl = [bytes(f) for f in frames]
+        cdef uint32_t n = len(fl), i, r
+        cdef uint64_t t0, t1, passed = 0
+        cdef bytes blob = b"".join(fl)
+        cdef const uint8_t *base = <const uint8_t *>blob
+        cdef uint32_t *offs = <uint32_t *>calloc(n + 1, sizeof(uint32_t))
+        if offs == NULL:
+            raise MemoryError()
+        if n == 0 or rounds == 0:
+            free(offs)
+            raise ValueError("time_verdicts needs frames and rounds >= 1")
+        if self.hits == NULL:
+            self.attach_counters()
+        try:
+            for i in range(n):
+                offs[i + 1] = offs[i] + len(fl[i])
+            with nogil:
+                t0 = _now_ns()
+                for r in range(rounds):
+                    for i in range(n):
+                        passed += self.verdict(base + offs[i], offs[i + 1] - offs[i], t0)
+                t1 = _now_ns()
+            return (t1 - t0) / (<double>n * rounds), passed // rounds
+        finally:
+            free(offs)
 
 
 cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,

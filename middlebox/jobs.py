@@ -97,6 +97,7 @@ class Job:
     wait_ms: int = 100
     seconds: float = 0
     stop_order: int = 0                 # stopped in this order (pipelines: lb, stages, merge)
+    netmasks: tuple = ()                # per direction: for expressions that need one
 
     kind: ClassVar[str] = ""
     directions: ClassVar[int] = 1       # filters built per direction
@@ -114,6 +115,10 @@ class Job:
             if not isinstance(p, PortSpec):
                 raise TypeError("%s: ports are PortSpec values, not %s"
                                 % (type(self).__name__, type(p).__name__))
+
+    def netmask(self, d=0):
+        """The netmask expressions of direction d are compiled with."""
+        return self.netmasks[d] if d < len(self.netmasks) else None
 
     def run(self, ctx):
         """Run until the process-wide stop flag (netmapy.stop: SIGTERM or
@@ -301,7 +306,7 @@ class LbJob(Job):
         src, outs = ctx.ports[0], ctx.ports[1:1 + n]
         prio = pp = None
         if self.priority:
-            prio = Filter().add_expression(self.priority)
+            prio = Filter().add_expression(self.priority, netmask=self.netmask(0))
             prio.attach_counters()
             pp = [("w", ctx.ports[1 + n:1 + 2 * n])]
         b = lb.Balancer(src, [("w", outs)], extra_bufs=self.extra_bufs, lossy=self.lossy,

@@ -24,6 +24,8 @@ import netmapy
 from netmapy import cli, stop
 from netmapy.names import Mode, PortName
 
+from .options import netmask_for, netmask_option
+
 
 def parse_groups(specs):
     out = []
@@ -66,6 +68,7 @@ EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("netmapy-lb")
 @click.option("--priority", metavar="EXPR",
               help="tcpdump expression of a latency-sensitive class: its packets go to the "
                    "priority pipes G{1000+k}")
+@netmask_option(group=None)
 @click.option("--slots", type=cli.IntRange(min=1), default=None, help="pipe ring size")
 @cli.backend_option()
 @cli.netns_option(help="open the input port inside this network namespace")
@@ -85,7 +88,7 @@ def run(args, out=sys.stdout):
     groups = args.pipes
     prio = None
     if args.priority:
-        prio = Filter().add_expression(args.priority)
+        prio = Filter().add_expression(args.priority, netmask=netmask_for(args, args.input))
         prio.attach_counters()
     kw = {"slots": args.slots} if args.slots else {}
     opened = []

@@ -35,7 +35,7 @@ from netmapy import cli, iface, netns as nsmod
 from netmapy.names import PortName
 from .jobs import OffloadJob, PortSpec
 from .options import (filter_options, filter_specs, check_filters, service_options,
-                      attack_option)
+                      attack_option, netmask_for)
 from .supervisor import Supervisor, numa_cpus
 
 EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("nm-offload")
@@ -103,11 +103,14 @@ def check(args, cfg):
                                         else "ifname", cli.one_line(e)))
     if len(set(args.queues)) != len(args.queues):
         problems.append(cfg.problem("queues", "a queue is listed twice"))
-    problems += check_filters(args, cfg)
+    netmask = netmask_for(args, args.ifname)
+    problems += check_filters(args, cfg, netmask)
     if args.steer:
-        from netmapy.xdpprog import compile_filter
+        from netmapy.xdpprog import compile_filter, steer_program
         try:
-            compile_filter(args.steer)
+            steer_program(compile_filter(args.steer, netmask=netmask,
+                                         netmask_from=args.ifname if netmask is None else None),
+                          source=repr(args.steer))
         except (NetmapyError, ValueError) as e:
             problems.append(cfg.problem("steer", cli.one_line(e)))
     if args.rules_in == "kernel" and not args.rules:
@@ -116,7 +119,7 @@ def check(args, cfg):
         from .kfilter import KernelRules, KernelFilterUnavailable
         from .worker import build_filter
         try:
-            kr = KernelRules(build_filter(filter_specs(args)[0]))
+            kr = KernelRules(build_filter(filter_specs(args, [netmask])[0], netmask=netmask))
             notes.append("the in-kernel rule program for %s loads (checked by the kernel's "
                          "verifier, not attached)" % args.rules[0])
             kr.close()
@@ -219,6 +222,8 @@ def plan(args):
         kw = {"host": True}
         if args.steer:
             kw["steer"] = args.steer
+            if args.netmask is not None:
+                kw["netmask"] = args.netmask
         port = PortName.interface(args.ifname, args.backend, q, single_rx=True)
         specs.append(OffloadJob(ports=[PortSpec(port, args.netns, kw)], queue=q,
                                 cpu=cpus[k % len(cpus)], tx_ring="host",
@@ -232,11 +237,15 @@ def run(args, cfg=None, out=sys.stdout):
         raise cli.CliError("IFACE and QUEUE are needed: on the command line, or as interface "
                            "and queues in --config FILE")
     args.queues = list(args.queues)
-    filters, names, descs = filter_specs(args)
+    netmask = netmask_for(args, args.ifname)
+    filters, names, descs = filter_specs(args, [netmask])
     specs = plan(args)
     if args.steer:
-        from netmapy.xdpprog import compile_filter
-        compile_filter(args.steer)             # a bad expression is one line, now
+        from netmapy.xdpprog import compile_filter, steer_program
+        # a bad expression is one line, now
+        steer_program(compile_filter(args.steer, netmask=netmask,
+                                     netmask_from=args.ifname if netmask is None else None),
+                      source=repr(args.steer))
     nicplan = NicPlan(args)
     if args.dry_run:
         nicplan.setup()
@@ -249,6 +258,7 @@ def run(args, cfg=None, out=sys.stdout):
         return dict(dry_run=True, commands=list(nicplan.done))
     for w, s in enumerate(specs):
         s.filters = filters
+        s.netmasks = (netmask,)
         if args.sample_drops:
             s.sample = "%s.w%d.pcap" % (args.sample_drops, w)
             s.sample_max = args.sample_max
@@ -266,7 +276,7 @@ def run(args, cfg=None, out=sys.stdout):
         if fixed:
             raise ReloadRefused("these settings cannot change while running: %s; restart "
                                 "the service to apply them" % ", ".join(fixed))
-        stages, _, _ = filter_specs(new)
+        stages, _, _ = filter_specs(new, [netmask])
         if new.rules_in == "kernel" and (not stages or stages[0][0] != "rules"):
             raise ReloadRefused("--rules-in kernel needs a rule file as the first filter")
         return stages

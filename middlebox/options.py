@@ -2,10 +2,11 @@
 nm-offload, netmapy-pipeline), defined once, and their validation.
 
     @filter_options
-    def command(..., rules, filter, drop, bpf, python, sample_drops, sample_max): ...
+    def command(..., rules, filter, drop, bpf, python, netmask, sample_drops, sample_max): ...
 
-``filter_specs(args)`` turns them into the filter stages a job carries,
-compiling everything once in the command so that a bad rule file or
+``filter_specs(args, netmasks)`` turns them into the filter stages a job
+carries, compiling everything once in the command (with the netmask of
+each receiving interface, ``netmask_for``) so that a bad rule file or
 expression is one error line before any worker starts.
 """
 
@@ -16,7 +17,8 @@ import click
 from netmapy import cli
 
 __all__ = ["filter_options", "filter_specs", "check_filters", "service_options",
-           "attack_option", "FILTER_GROUP", "SERVICE_GROUP"]
+           "attack_option", "netmask_option", "netmask_for", "NETMASK", "FILTER_GROUP",
+           "SERVICE_GROUP"]
 
 FILTER_GROUP = "Filters (all run in C; a packet passes when every stage lets it)"
 SERVICE_GROUP = "Service (configuration file, reload: docs/service.md)"
@@ -58,8 +60,58 @@ def attack_option(f):
              "dropped (0: off)")(f)
 
 
+class NetmaskType(click.ParamType):
+    """An IPv4 netmask: 255.255.255.0, /24 or 24 (kept as typed, checked)."""
+
+    name = "MASK"
+
+    def convert(self, value, param, ctx):
+        from netmapy import cbpf
+        try:
+            cbpf.parse_netmask(value)
+        except cbpf.CbpfError as e:
+            self.fail(str(e), param, ctx)
+        return value
+
+
+NETMASK = NetmaskType()
+
+
+def netmask_option(f=None, *, group=FILTER_GROUP):
+    """--netmask: for every command that compiles tcpdump expressions."""
+    o = click.option("--netmask", metavar="MASK", type=NETMASK, cls=cli.Option, group=group,
+                     help="IPv4 netmask for expressions that need one (ip broadcast): "
+                          "255.255.255.0, /24 or 24 (default: the IPv4 netmask of the "
+                          "interface the packets arrive on, when it has an address)")
+    return o(f) if f is not None else o
+
+
+def netmask_for(args, port):
+    """The netmask for expressions run on packets received from `port` (an
+    interface name or a PortName): --netmask when given, else the IPv4
+    netmask of the interface behind it, read in --netns; None when there is
+    none (pipes, capture files, an interface without an address)."""
+    from netmapy import NetmapyError, iface, netns as nsmod
+    if getattr(args, "netmask", None) is not None:
+        return args.netmask
+    if port is None:
+        return None
+    if isinstance(port, str):
+        ifname = port
+    elif getattr(port, "backend", None) in ("netmap", "xdp", "packet"):
+        ifname = port.ifname
+    else:
+        return None
+    try:
+        with nsmod.netns(getattr(args, "netns", None)):
+            return iface.ipv4_netmask(ifname)
+    except (NetmapyError, OSError):
+        return None             # opening the port reports a missing interface
+
+
 def filter_options(f=None, *, python=True, python_flag="--python"):
-    """--rules, --filter, --drop, --bpf, --python, --sample-drops, --sample-max."""
+    """--rules, --filter, --drop, --bpf, --python, --netmask, --sample-drops,
+    --sample-max."""
     def deco(f):
         g = dict(cls=cli.Option, group=FILTER_GROUP)
         opts = [
@@ -75,6 +127,7 @@ def filter_options(f=None, *, python=True, python_flag="--python"):
                          type=click.Path(dir_okay=False), **g,
                          help="classic BPF (tcpdump -ddd text, or bpftools' comma form) "
                               "whose matches are dropped; repeatable"),
+            netmask_option(),
             click.option("--sample-drops", metavar="PREFIX", **g,
                          help="write dropped packets to PREFIX.wN.pcap (one file per worker)"),
             click.option("--sample-max", type=cli.IntRange(min=0), default=10000,
@@ -93,10 +146,11 @@ def filter_options(f=None, *, python=True, python_flag="--python"):
     return deco(f) if f is not None else deco
 
 
-def filter_specs(args):
+def filter_specs(args, netmasks=(None,)):
     """The filter stages from the command line, validated (compiled once
-    here so a bad expression is one error line before any worker starts).
-    Returns (stages, rule names, rule descriptions)."""
+    here, with each netmask the workers will use, so a bad expression is
+    one error line before any worker starts).  Returns (stages, rule names,
+    rule descriptions)."""
     from middlebox import rules as _rules
     from .worker import build_filter
     specs = []
@@ -114,14 +168,16 @@ def filter_specs(args):
                 specs.append(("bpf", f.read(), True, path))
         except OSError as e:
             raise cli.CliError("%s: cannot read the BPF file: %s" % (path, e.strerror))
-    f = build_filter(specs)
+    for nm in dict.fromkeys(netmasks or (None,)):
+        f = build_filter(specs, netmask=nm)
     return tuple(specs), f.names, f.descriptions
 
 
-def check_filters(args, cfg):
-    """Every filter of the resolved settings compiled on its own: a list of
-    config.Problem (one per filter that does not compile, with the line of
-    the file that names it).  Touches nothing."""
+def check_filters(args, cfg, netmask=None):
+    """Every filter of the resolved settings compiled on its own (with
+    `netmask`, see netmask_for): a list of config.Problem (one per filter
+    that does not compile, with the line of the file that names it).
+    Touches nothing."""
     from middlebox import rules as _rules
     from middlebox.filter import Filter, FilterError
     from netmapy.cli import one_line
@@ -134,7 +190,7 @@ def check_filters(args, cfg):
     for name in ("filter", "drop"):
         for i, expr in enumerate(getattr(args, name)):
             try:
-                Filter().add_expression(expr, drop=name == "drop")
+                Filter().add_expression(expr, drop=name == "drop", netmask=netmask)
             except (FilterError, ValueError) as e:
                 problems.append(cfg.problem(name, one_line(e), i))
     for i, path in enumerate(args.bpf):

@@ -39,7 +39,7 @@ import click
 from netmapy import cli
 from netmapy.names import PortName, parse_name
 from .jobs import LbJob, MergeJob, PortSpec, StageJob
-from .options import filter_options, filter_specs
+from .options import filter_options, filter_specs, netmask_for
 from .supervisor import Supervisor
 
 
@@ -51,7 +51,8 @@ def _port(p):
 class Pipeline:
     def __init__(self, input, output=None, workers=2, filters=(), work=None, loop=False,
                  priority=None, lossy=False, extra_bufs=4096, netns=None, cpus=None,
-                 name=None, slots=None, budget=64, rule_names=(), rule_descriptions=()):
+                 name=None, slots=None, budget=64, rule_names=(), rule_descriptions=(),
+                 netmask=None):
         if workers < 1 or workers > 64:
             raise ValueError("workers must be 1..64")
         self.input = _port(input)
@@ -66,6 +67,7 @@ class Pipeline:
         self.slots = slots
         self.budget = budget
         self.rule_names, self.rule_descriptions = list(rule_names), list(rule_descriptions)
+        self.netmask = netmask          # for expressions that need one (ip broadcast)
 
     def pipe(self, end, k):
         """A PortSpec for end '{' (master) or '}' (slave) of pipe k."""
@@ -85,14 +87,15 @@ class Pipeline:
         # the stages, then the merge; each drains what it was handed
         specs = [LbJob(ports=lb_ports, queue=0, cpu=cpu(0), nworkers=n, priority=self.priority,
                        lossy=self.lossy, extra_bufs=self.extra_bufs,
-                       dir_names=("in>pipes", "-"), stop_order=0)]
+                       dir_names=("in>pipes", "-"), stop_order=0, netmasks=(self.netmask,))]
         for k in range(n):
             ports = [self.pipe("}", k), self.pipe("{", 2000 + k)]
             if self.priority:
                 ports.append(self.pipe("}", 1000 + k))
             specs.append(StageJob(ports=ports, queue=k, cpu=cpu(k + 1), filters=self.filters,
                                   python=self.work, loop=self.loop, budget=self.budget,
-                                  dir_names=("bulk", "priority"), stop_order=1))
+                                  dir_names=("bulk", "priority"), stop_order=1,
+                                  netmasks=(self.netmask,)))
         ins = [self.pipe("}", 2000 + k) for k in range(n)]
         if self.output:
             specs.append(MergeJob(ports=ins + [PortSpec(self.output, self.netns)], queue=0,
@@ -192,19 +195,20 @@ def command(args):
 
 def run(args, out=sys.stdout):
     n = args.stages
-    filters, names, descs = filter_specs(args)
+    netmask = netmask_for(args, args.input)
+    filters, names, descs = filter_specs(args, [netmask])
     if args.python:
         from .worker import load_function
         load_function(args.python)
     if args.priority:
         from middlebox.filter import Filter
-        Filter().add_expression(args.priority)
+        Filter().add_expression(args.priority, netmask=netmask)
     inp = cli.port_for(args.input, args.backend)
     outp = cli.port_for(args.output, args.backend) if args.output is not None else None
     pl = Pipeline(inp, outp, workers=n, filters=filters, work=args.python,
                   priority=args.priority, lossy=args.lossy, extra_bufs=args.extra_bufs,
                   netns=args.netns, cpus=args.cpus, budget=args.budget, rule_names=names,
-                  rule_descriptions=descs)
+                  rule_descriptions=descs, netmask=netmask)
     tot = pl.run(seconds=args.seconds, interval=args.interval, out=out,
                  stats_json=args.json, prometheus=args.prometheus)
     w = tot["workers"]

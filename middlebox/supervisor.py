@@ -284,10 +284,13 @@ class Supervisor:
         self.last_reload = None
         self.reloads = 0
 
-    @staticmethod
-    def build_filter(stages):
+    def build_filter(self, stages):
+        """The filter of the first job's first direction (for the rule
+        names and descriptions; expressions compiled with its netmask)."""
         from .worker import build_filter
-        return build_filter(stages)
+        spec = self.specs[0] if self.specs else None
+        return build_filter(stages, netmask=spec.netmask(0) if hasattr(spec, "netmask")
+                            else None)
 
     @property
     def rule_names(self):

@@ -14,9 +14,10 @@ import traceback
 PR_SET_PDEATHSIG = 1
 
 
-def build_filter(filters, source_tag=""):
+def build_filter(filters, source_tag="", netmask=None):
     """A middlebox.filter.Filter from a list of stage specs:
-    ("rules", text, source), ("expr", expression, drop), ("bpf", text, drop, name)."""
+    ("rules", text, source), ("expr", expression, drop), ("bpf", text, drop, name);
+    expressions are compiled with `netmask` (for those that need one)."""
     from middlebox.filter import Filter
     from middlebox import rules
     f = Filter()
@@ -25,7 +26,7 @@ def build_filter(filters, source_tag=""):
         if kind == "rules":
             f.add_rules(rules.parse(st[1], st[2]))
         elif kind == "expr":
-            f.add_expression(st[1], drop=st[2])
+            f.add_expression(st[1], drop=st[2], netmask=netmask)
         elif kind == "bpf":
             f.add_bpf(st[1], drop=st[2], name=st[3])
         else:
@@ -109,8 +110,9 @@ def main(job, index, stats_path, parent, errors=None, ctl=None):
 
         def filter_for(stages, slots, d):
             """A direction's filter, counting into its rule counter slots
-            and sampling its drops for the attack view."""
-            f = build_filter(stages)
+            and sampling its drops for the attack view (expressions compiled
+            with the netmask of the interface the direction receives on)."""
+            f = build_filter(stages, netmask=job.netmask(d))
             hits, limited = stats.rule_counters(w, d)
             if f.num_counters:
                 f.attach_counters(hits, limited, slots=list(slots) if slots else None)

@@ -18,6 +18,7 @@ SIOCGIFFLAGS = 0x8913
 SIOCGIFINDEX = 0x8933
 SIOCGIFMTU = 0x8921
 SIOCGIFHWADDR = 0x8927
+SIOCGIFNETMASK = 0x891b
 SIOCETHTOOL = 0x8946
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -165,6 +166,23 @@ def info(ifname):
     return IfInfo(ifname, idx, flags, u32(IFLA_MTU, 1500), bytes(mac),
                   u32(IFLA_NUM_RX_QUEUES, 1), u32(IFLA_NUM_TX_QUEUES, 1),
                   driver(ifname), prog, mode, u32(IFLA_PROMISCUITY, 0))
+
+
+def ipv4_netmask(ifname):
+    """The netmask of ifname's (primary) IPv4 address as "a.b.c.d", or None
+    when it has no IPv4 address; read from the kernel (SIOCGIFNETMASK, as
+    libpcap's pcap_lookupnet does) in the calling thread's namespace."""
+    _check_name(ifname)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        r = _ifreq(s, SIOCGIFNETMASK, ifname)
+    except OSError as e:
+        if e.errno == errno.EADDRNOTAVAIL:
+            return None
+        raise
+    finally:
+        s.close()
+    return socket.inet_ntoa(r[20:24])
 
 
 def require(ifname, up=True, rx_queue=None, tx_queue=None):

@@ -28,21 +28,26 @@ filter program tail-calls it, and the filter redirects matching packets to
 redirect.  Adding or removing a queue, or changing its filter, is one map
 update: nothing is reattached and no other queue notices.
 
-Classic BPF semantics kept by ``translate``: A and X are 32-bit and start
-at 0; M[0..15] start at 0; a load past the end of the packet ends the
-filter with "no match"; division by X == 0 ends it with "no match"; a
-non-zero return value means "match" (the packet leaves the kernel), zero
-means "no match" (XDP_PASS).  The jumps compare 32-bit values (JMP32).
+Classic BPF semantics kept by ``translate``: those of libpcap's
+interpreter, instruction by instruction (see ``netmapy.cbpf``): A, X and
+M[0..15] are 32-bit and start at 0 (ALU32 and JMP32); a load that does not
+fit in the packet, at any offset (negative ones included), ends the filter
+with "no match", and so does a division or modulo by X == 0; a shift by
+X >= 32 gives 0; a non-zero return value means "match" (the packet leaves
+the kernel), zero means "no match" (XDP_PASS).  Backward jumps (libpcap's
+``protochain`` loops) take one of ``cbpf.LOOP_LIMIT`` turns each; the
+verifier accepts the loop without walking every turn (``may_goto`` and
+values it cannot predict at the loop head).
 """
 
-import ctypes
-import ctypes.util
 import struct
 
+from . import cbpf as _cbpf
 from .errors import BackendError
 
 __all__ = [
-    "Asm", "SteerError", "BpfTranslateError", "compile_filter", "cbpf_match", "translate", "dispatcher", "steer_program",
+    "Asm", "SteerError", "BpfTranslateError", "compile_filter", "cbpf_match", "translate",
+    "dispatcher", "steer_program", "value_program",
     "inject_program", "drop_program", "parse_cbpf", "XDP_ABORTED", "XDP_DROP",
     "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "PROG_NAME", "STEER_NAME",
     "INJECT_NAME", "XSKMAP_NAME", "PROGMAP_NAME", "CHAIN_NAME",
@@ -72,6 +77,7 @@ ADD, SUB, MUL, DIV, OR, AND, LSH, RSH, NEG, MOD, XOR, MOV, ARSH, END = (
 # jumps
 JA, JEQ, JGT, JGE, JSET, JNE, JSGT, JSGE, CALL, EXIT, JLT, JLE = (
     0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0)
+JCOND, MAY_GOTO = 0xe0, 0
 # operand source
 K, X = 0x00, 0x08
 TO_BE = 0x08
@@ -99,15 +105,10 @@ MD_DATA, MD_DATA_END, MD_DATA_META, MD_IFINDEX, MD_RX_QUEUE = 0, 4, 8, 12, 16
 SKF_AD_OFF = -0x1000
 SKF_NET_OFF = -0x100000
 SKF_LL_OFF = -0x200000
-_ANCILLARY = {
-    0: "protocol", 4: "pkttype", 8: "ifindex", 12: "nlattr", 16: "nlattr_nest",
-    20: "mark", 24: "queue", 28: "hatype", 32: "rxhash", 36: "cpu",
-    40: "alu_xor_x", 44: "vlan_tci", 48: "vlan_avail", 52: "pay_offset",
-    56: "random", 60: "vlan_tpid",
-}
 
 MAX_PACKET_OFF = 0xffff
 SCRATCH = 16
+_SIZE_BYTES = {W: 4, H: 2, B: 1}
 
 
 class SteerError(BackendError, ValueError):
@@ -213,6 +214,15 @@ class Asm:
     def ja(self, target):
         return self.jmp(JA, 0, target)
 
+    def may_goto(self, target):
+        """``may_goto target`` (kernel 6.9+): falls through, and jumps once
+        the kernel's per-run budget of these (8 million) is used up.  The
+        verifier treats a loop through it as bounded without walking every
+        iteration."""
+        i = self.emit(JMP | JCOND | K, 0, MAY_GOTO)
+        self.fixups.append((i, target))
+        return i
+
     def call(self, fn):
         return self.emit(JMP | CALL, 0, 0, 0, fn)
 
@@ -281,8 +291,13 @@ class Asm:
             if i in dest:
                 off = new_index[dest[i]] - (new_index[i] + 1)
                 if not -0x8000 <= off <= 0x7fff:
-                    raise BpfTranslateError("the program is too long: a jump of "
-                                            "%d instructions does not fit" % off)
+                    src = getattr(self, "source", None)
+                    raise BpfTranslateError(
+                        "%sthe XDP translation is too long (%d eBPF instructions): a jump "
+                        "of %d instructions does not fit in an eBPF jump (at most 32767): "
+                        "shorten the expression (a rule file indexes long lists of "
+                        "hosts and ports) or filter in a middlebox Filter"
+                        % ("%s: " % src if src else "", k, off))
                 ins[3] = off
             out.append(ins)
         return b"".join(struct.pack("<BBhi", c, (s << 4) | d, o, imm)
@@ -341,52 +356,16 @@ def drop_program():
     return a
 
 
-def parse_cbpf(text):
+def parse_cbpf(text, source="<bpf>"):
     """Parse classic BPF in the forms tools print: ``tcpdump -ddd`` /
     bpftools / ``nfbpf_compile`` ("N,code jt jf k,code jt jf k,...", or one
     instruction per line, the first line holding the count), or
     ``tcpdump -dd`` ("{ 0x28, 0, 0, 0x0000000c },").  Returns a list of
-    (code, jt, jf, k) tuples."""
-    text = text.strip()
-    if not text:
-        raise BpfTranslateError("empty classic BPF program")
-    if "{" in text:
-        out = []
-        for part in text.split("{")[1:]:
-            body = part.split("}")[0]
-            nums = [int(x.strip(), 0) for x in body.split(",") if x.strip()]
-            if len(nums) != 4:
-                raise BpfTranslateError("bad instruction {%s}: expected "
-                                        "4 numbers" % body)
-            out.append(tuple(nums))
-        return out
-    parts = [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
-    try:
-        n = int(parts[0])
-        insns = [tuple(int(x, 0) for x in p.split()) for p in parts[1:]]
-    except ValueError as e:
-        raise BpfTranslateError("bad classic BPF text: %s" % e) from None
-    if any(len(i) != 4 for i in insns):
-        raise BpfTranslateError("bad classic BPF text: every instruction is "
-                                "'code jt jf k'")
-    if n != len(insns):
-        raise BpfTranslateError("classic BPF text says %d instructions but "
-                                "has %d" % (n, len(insns)))
-    return insns
+    (code, jt, jf, k) tuples (not yet checked: ``translate`` checks)."""
+    return _cbpf.parse_text(text, source, BpfTranslateError)
 
 
-_CLASS_NAMES = {LD: "ld", LDX: "ldx", ST: "st", STX: "stx", ALU: "alu",
-                JMP: "jmp", RET: "ret", MISC: "misc"}
-_SIZE_BYTES = {W: 4, H: 2, B: 1}
-_SIZE_NAMES = {W: "w", H: "h", B: "b", DW: "dw"}
-
-
-def _describe(pc, ins):
-    code, jt, jf, k = ins
-    return "instruction %d (code %#06x jt %d jf %d k %#x)" % (pc, code, jt, jf, k)
-
-
-def steer_program(cbpf, match_action=None, chain=False):
+def steer_program(cbpf, match_action=None, source=None, loop_limit=None, chain=False):
     """The filter program for one queue: runs the classic BPF ``cbpf`` (a
     list of (code, jt, jf, k)) on the packet; on match redirects to the
     queue's AF_XDP socket, otherwise returns XDP_PASS.  Maps: XSKMAP_NAME.
@@ -394,10 +373,12 @@ def steer_program(cbpf, match_action=None, chain=False):
     CHAIN_NAME program array (a further filter, e.g. nm-offload's rule
     program), redirecting only when it holds none.
     ``match_action`` (an XDP_* value) makes it return that on a match
-    instead, with no map (for testing the translation).
-    Raises BpfTranslateError naming the construct it cannot translate."""
+    instead, with no map (for testing the translation).  ``source`` names
+    the program in errors (the expression).  Raises BpfTranslateError
+    naming the program, the construct and the fix."""
     a = Asm()
-    translate(cbpf, a, match="match", nomatch="pass")
+    a.source = source
+    translate(cbpf, a, match="match", nomatch="pass", source=source, loop_limit=loop_limit)
     a.label("match")
     if match_action is None:
         if chain:
@@ -413,108 +394,115 @@ def steer_program(cbpf, match_action=None, chain=False):
     return a
 
 
-def translate(cbpf, a, match, nomatch):
+def value_program(cbpf, source=None, loop_limit=None):
+    """The translation of classic BPF ``cbpf`` as an XDP program that
+    returns what the classic program returns (0 where a load fails, a
+    division by 0 or the loop limit ends it): for testing the translation
+    value by value (BPF_PROG_RUN reports the return value), not for
+    attaching."""
+    a = Asm()
+    a.source = source
+    translate(cbpf, a, match=None, nomatch="zero", source=source, loop_limit=loop_limit)
+    a.label("zero")
+    a.ret(0)
+    return a
+
+
+# eBPF registers of the translation
+_CTX, _A, _X, _LEN, _LOOP = 6, 7, 8, 9, 5
+_INVERSE = {JEQ: JNE, JGT: JLE, JGE: JLT}
+
+
+def translate(cbpf, a, match, nomatch, source=None, loop_limit=None):
     """Append the eBPF translation of classic BPF ``cbpf`` to Asm ``a``:
     it jumps to label ``match`` when the classic program returns non-zero
-    and to ``nomatch`` when it returns zero (or a load fails).
+    and to ``nomatch`` when it returns zero (or a load fails, or X is 0 in
+    a division, or the loop limit is reached): libpcap's interpreter's
+    semantics (see netmapy.cbpf), instruction by instruction.
 
     Registers: r6 = ctx (set here from r1), r7 = A, r8 = X, r9 = packet
-    length (when the program reads it); r1-r5 scratch; M[] on the stack.
+    length (when the program reads it), r5 = backward jumps left (when it
+    has loops); r1-r4 scratch; M[] on the stack.  A backward ``ja`` costs
+    one of ``loop_limit`` (default netmapy.cbpf.LOOP_LIMIT) and ends the
+    program with "no match" when none is left: the kernel's verifier walks
+    every iteration, so the loop is bounded where it can see it.
     """
-    cbpf = [tuple(int(v) for v in ins) for ins in cbpf]
-    n = len(cbpf)
-    if n == 0:
-        raise BpfTranslateError("empty classic BPF program")
-    if n > 4096:
-        raise BpfTranslateError("classic BPF program of %d instructions: at "
-                                "most 4096" % n)
-    # pass 1: check and collect facts
-    uses_len = False
-    scratch = set()
-    for pc, ins in enumerate(cbpf):
-        code, jt, jf, k = ins
-        if not (0 <= code <= 0xffff and 0 <= jt <= 255 and 0 <= jf <= 255
-                and 0 <= k <= 0xffffffff):
-            raise BpfTranslateError("%s: field out of range" % _describe(pc, ins))
-        cls = code & 0x07
-        if cls in (LD, LDX) and code & 0xe0 == LEN:
-            uses_len = True
-        if cls in (LD, LDX) and code & 0xe0 == MEM or cls in (ST, STX):
-            if k >= SCRATCH:
-                raise BpfTranslateError("%s: scratch memory M[%d] does not "
-                                        "exist (M[0]..M[15])" % (_describe(pc, ins), k))
-            scratch.add(k)
-        if cls == JMP:
-            if code & 0xf0 == JA:
-                tgt = [pc + 1 + k]
-            else:
-                tgt = [pc + 1 + jt, pc + 1 + jf]
-            if any(t >= n for t in tgt):
-                raise BpfTranslateError("%s: jumps past the end of the "
-                                        "program" % _describe(pc, ins))
-    last = cbpf[-1][0] & 0x07
-    if last not in (RET, JMP):
-        raise BpfTranslateError("the classic BPF program does not end with "
-                                "a return (ret)")
+    src = source or "<bpf>"
+    insns = _cbpf.check(cbpf, src, BpfTranslateError)
+    if loop_limit is None:
+        loop_limit = _cbpf.LOOP_LIMIT
+    if not 0 <= loop_limit <= _cbpf.MAX_LOOP_LIMIT:
+        raise BpfTranslateError("%s: loop_limit=%r: 0..%d backward jumps per packet"
+                                % (src, loop_limit, _cbpf.MAX_LOOP_LIMIT))
+    n = len(insns)
+    back = _cbpf.backward_jumps(insns)
+    uses_len = any(ins[0] in (0x80, 0x81) for ins in insns)
+    scratch = sorted({ins[3] for ins in insns if ins[0] in (0x02, 0x03, 0x60, 0x61)})
+    a.loops = [(t, pc) for pc, t in back]
+    a.loop_limit = loop_limit if back else 0
 
-    a.mov64(6, 1)
+    a.mov64(_CTX, 1)
     if uses_len:
         a.call(FN_XDP_GET_BUFF_LEN)      # r1 = ctx
-        a.mov32(9, 0)
-    a.mov32_imm(7, 0)
-    a.mov32_imm(8, 0)
-    for m in sorted(scratch):
+        a.mov32(_LEN, 0)
+    a.mov32_imm(_A, 0)
+    a.mov32_imm(_X, 0)
+    for m in scratch:
         a.st_imm(W, 10, _m(m), 0)
+    if back:
+        a.mov64_imm(_LOOP, loop_limit)
 
     lab = lambda pc: "pc%d" % pc
-    for pc, ins in enumerate(cbpf):
+    for pc, ins in enumerate(insns):
         a.label(lab(pc))
         code, jt, jf, k = ins
         cls = code & 0x07
         if cls == LD or cls == LDX:
             _load(a, pc, ins, nomatch)
         elif cls == ST:
-            a.stx(W, 10, 7, _m(k))
+            a.stx(W, 10, _A, _m(k))
         elif cls == STX:
-            a.stx(W, 10, 8, _m(k))
+            a.stx(W, 10, _X, _m(k))
         elif cls == ALU:
             _alu(a, pc, ins, nomatch)
         elif cls == JMP:
             op = code & 0xf0
             if op == JA:
-                a.ja(lab(pc + 1 + k))
+                t = pc + 1 + _s32(k)
+                if t <= pc:                   # a loop: one backward jump less
+                    _loop_jump(a, pc, scratch, nomatch)
+                a.ja(lab(t))
                 continue
-            if op not in (JEQ, JGT, JGE, JSET):
-                raise BpfTranslateError("%s: unknown jump" % _describe(pc, ins))
-            src = 8 if code & X else None
-            t, f = lab(pc + 1 + jt), lab(pc + 1 + jf)
+            src_reg = _X if code & X else None
+            t, f = pc + 1 + jt, pc + 1 + jf
             if jt == jf:
                 if jt:
-                    a.ja(t)
+                    a.ja(lab(t))
                 continue
-            if jt and not jf:
-                a.jmp(op, 7, t, src=src, imm=k)
+            if not jf:
+                a.jmp(op, _A, lab(t), src=src_reg, imm=k)
+            elif not jt and op in _INVERSE:
+                a.jmp(_INVERSE[op], _A, lab(f), src=src_reg, imm=k)
             else:
-                a.jmp(op, 7, t if jt else lab(pc + 1), src=src, imm=k)
-                a.ja(f)
+                a.jmp(op, _A, lab(t), src=src_reg, imm=k)
+                a.ja(lab(f))
+        elif cls == RET and match is None:    # value_program: return it
+            if code == 0x06:
+                a.mov32_imm(0, k)
+            else:
+                a.mov32(0, _A)
+            a.exit()
         elif cls == RET:
-            rv = code & 0x18
-            if rv == 0x00:                    # ret #k
+            if code == 0x06:                  # ret #k
                 a.ja(match if k else nomatch)
-            elif rv in (0x10, 0x08):          # ret a / ret x
-                reg = 7 if rv == 0x10 else 8
-                a.jmp(JNE, reg, match, imm=0)
+            else:                             # ret a
+                a.jmp(JNE, _A, match, imm=0)
                 a.ja(nomatch)
-            else:
-                raise BpfTranslateError("%s: unknown return" % _describe(pc, ins))
         elif cls == MISC:
-            if code & 0xf8 == 0x00:       # tax
-                a.mov32(8, 7)
-            elif code & 0xf8 == 0x80:     # txa
-                a.mov32(7, 8)
-            else:
-                raise BpfTranslateError("%s: unknown misc instruction"
-                                        % _describe(pc, ins))
+            if code == 0x07:                  # tax
+                a.mov32(_X, _A)
+            else:                             # txa
+                a.mov32(_A, _X)
     return a
 
 
@@ -522,28 +510,61 @@ def _m(k):
     return -4 * (SCRATCH - k)
 
 
-def _packet_load(a, size, reg, nomatch, const_off=None, var=False, k=0):
+def _loop_jump(a, pc, scratch, nomatch):
+    """Before a backward jump: take one from the loop budget (none left:
+    no match), and make A, X and the scratch words look unknown to the
+    verifier (x ^ u ^ u with u a value it cannot know), so that every path
+    that reaches the loop head in one iteration arrives in the same state
+    and the verifier walks the loop once per iteration, not once per path
+    through it.  The values do not change."""
+    ok = "pc%d_loop" % pc
+    a.jmp(JNE, _LOOP, ok, imm=0, wide=True)
+    a.ja(nomatch)
+    a.label(ok)
+    a.alu64(SUB, _LOOP, imm=1)
+    a.ldx(W, 1, _CTX, MD_RX_QUEUE)
+    for r in (_A, _X, _LOOP):
+        a.alu32(XOR, r, 1)
+        a.alu32(XOR, r, 1)
+    for m in scratch:
+        a.ldx(W, 2, 10, _m(m))
+        a.alu32(XOR, 2, 1)
+        a.alu32(XOR, 2, 1)
+        a.stx(W, 10, 2, _m(m))
+    a.may_goto(nomatch)
+
+
+def _packet_load(a, size, reg, nomatch, k, var=False):
     """reg = packet[off : off+size] (big-endian), or goto nomatch when it
-    is out of bounds.  The offset is const_off, or X + k when var."""
+    is not all in the packet.  off = k, or X + k when var (no wrapping:
+    libpcap's interpreter checks X + k without overflow)."""
     nbytes = _SIZE_BYTES[size]
+    if k > MAX_PACKET_OFF - nbytes:        # no packet is that long
+        a.ja(nomatch)
+        return
+    # the checks jump over a "goto nomatch" when they pass: the verifier
+    # explores the failing side first and so keeps few paths pending
+    a.n_checks = getattr(a, "n_checks", 0) + 1
+    ok = "load%d" % a.n_checks
     if var:
-        a.mov64(2, 8)                         # r2 = X (zero-extended)
+        a.mov32(2, _X)                        # r2 = X (zero-extended)
         if k:
             a.alu64(ADD, 2, imm=k)
-        a.jmp(JGT, 2, nomatch, imm=MAX_PACKET_OFF - nbytes, wide=True)
-        a.ldx(W, 3, 6, MD_DATA)
+        a.jmp(JLE, 2, ok + "x", imm=MAX_PACKET_OFF - nbytes, wide=True)
+        a.ja(nomatch)
+        a.label(ok + "x")
+        a.ldx(W, 3, _CTX, MD_DATA)
         a.alu64(ADD, 3, 2)                    # r3 = data + offset
     else:
-        if const_off > MAX_PACKET_OFF - nbytes:
-            a.ja(nomatch)
-            return
-        a.ldx(W, 3, 6, MD_DATA)
-        if const_off:
-            a.alu64(ADD, 3, imm=const_off)
-    a.ldx(W, 4, 6, MD_DATA_END)
+        a.ldx(W, 3, _CTX, MD_DATA)
+        if k:
+            a.alu64(ADD, 3, imm=k)
+    a.ldx(W, 4, _CTX, MD_DATA_END)
     a.mov64(1, 3)
     a.alu64(ADD, 1, imm=nbytes)
-    a.jmp(JGT, 1, nomatch, src=4, wide=True)
+    a.jmp(JLE, 1, ok, src=4, wide=True)
+    a.ja(nomatch)
+    a.label(ok)
     a.ldx(size, reg, 3, 0)
     if size == H:
         a.to_be(reg, 16)
@@ -551,162 +572,69 @@ def _packet_load(a, size, reg, nomatch, const_off=None, var=False, k=0):
         a.to_be(reg, 32)
 
 
-def _ancillary(a, pc, ins, off):
-    name = _ANCILLARY.get(off)
-    if name in ("queue", "ifindex"):
-        a.ldx(W, 7, 6, MD_RX_QUEUE if name == "queue" else MD_IFINDEX)
-    elif name == "cpu":
-        a.call(FN_GET_SMP_PROCESSOR_ID)
-        a.mov32(7, 0)
-    elif name == "random":
-        a.call(FN_GET_PRANDOM_U32)
-        a.mov32(7, 0)
-    else:
-        raise BpfTranslateError(
-            "%s: the ancillary load '%s' (SKF_AD_OFF%+d) has no XDP "
-            "equivalent (only queue, ifindex, cpu and random do)"
-            % (_describe(pc, ins), name or "unknown", off))
-
-
 def _load(a, pc, ins, nomatch):
     code, jt, jf, k = ins
-    cls, size, mode = code & 0x07, code & 0x18, code & 0xe0
-    reg = 7 if cls == LD else 8
-    what = "%s%s" % (_CLASS_NAMES[cls], _SIZE_NAMES.get(size, "?"))
+    mode, size = code & 0xe0, code & 0x18
+    reg = _A if code & 0x07 == LD else _X
     if mode == IMM:
         a.mov32_imm(reg, k)
     elif mode == MEM:
         a.ldx(W, reg, 10, _m(k))
     elif mode == LEN:
-        a.mov32(reg, 9)
-    elif cls == LD and mode in (ABS, IND):
-        if size not in _SIZE_BYTES:
-            raise BpfTranslateError("%s: load size" % _describe(pc, ins))
-        sk = _s32(k)
-        if sk < 0:
-            if mode == ABS and SKF_AD_OFF <= sk < 0 and size == W:
-                _ancillary(a, pc, ins, sk - SKF_AD_OFF)
-                return
-            area = ("the link-layer area (SKF_LL_OFF)" if sk < SKF_NET_OFF
-                    else "the network-layer area (SKF_NET_OFF)" if sk < SKF_AD_OFF
-                    else "an ancillary field (SKF_AD_OFF)")
-            raise BpfTranslateError("%s: %s %s loads from %s, which XDP does "
-                                    "not have" % (_describe(pc, ins), what,
-                                                  "abs" if mode == ABS else "ind",
-                                                  area))
-        if mode == ABS:
-            _packet_load(a, size, reg, nomatch, const_off=k)
-        else:
-            _packet_load(a, size, reg, nomatch, var=True, k=k)
-    elif cls == LDX and mode == MSH and size == B:
-        _packet_load(a, B, 8, nomatch, const_off=k)
-        a.alu32(AND, 8, imm=0x0f)
-        a.alu32(LSH, 8, imm=2)
-    else:
-        raise BpfTranslateError("%s: unknown load" % _describe(pc, ins))
-
-
-_ALU_OPS = {ADD: "add", SUB: "sub", MUL: "mul", DIV: "div", OR: "or",
-            AND: "and", LSH: "lsh", RSH: "rsh", NEG: "neg", MOD: "mod",
-            XOR: "xor"}
+        a.mov32(reg, _LEN)
+    elif mode in (ABS, IND):
+        # negative offsets (the kernel's ancillary data) are loads past the
+        # end for libpcap's interpreter: the k > MAX_PACKET_OFF case
+        _packet_load(a, size, _A, nomatch, k, var=mode == IND)
+    else:                                     # ldxb 4*([k]&0xf)
+        _packet_load(a, B, _X, nomatch, k)
+        a.alu32(AND, _X, imm=0x0f)
+        a.alu32(LSH, _X, imm=2)
 
 
 def _alu(a, pc, ins, nomatch):
     code, jt, jf, k = ins
     op = code & 0xf0
-    if op not in _ALU_OPS:
-        raise BpfTranslateError("%s: unknown ALU operation" % _describe(pc, ins))
     if op == NEG:
-        a.emit(ALU | NEG, 7)
+        a.emit(ALU | NEG, _A)
         return
     if code & X:
-        if op in (DIV, MOD):
-            a.jmp(JEQ, 8, nomatch, imm=0)
-        a.alu32(op, 7, 8)
+        if op in (DIV, MOD):                  # by 0: the program returns 0
+            a.jmp(JEQ, _X, nomatch, imm=0)
+            a.alu32(op, _A, _X)
+        elif op in (LSH, RSH):                # by 32 or more: A = 0
+            big, done = "pc%d_big" % pc, "pc%d_done" % pc
+            a.jmp(JGE, _X, big, imm=32)
+            a.alu32(op, _A, _X)
+            a.ja(done)
+            a.label(big)
+            a.mov32_imm(_A, 0)
+            a.label(done)
+        else:
+            a.alu32(op, _A, _X)
         return
-    if op in (DIV, MOD) and k == 0:
-        raise BpfTranslateError("%s: division by zero" % _describe(pc, ins))
-    if op in (LSH, RSH) and k >= 32:
-        raise BpfTranslateError("%s: shift by %d (at most 31)" % (_describe(pc, ins), k))
-    a.alu32(op, 7, imm=k)
+    a.alu32(op, _A, imm=k)                    # check() refused k == 0 divisions, k > 31 shifts
 
 
 # ------------------------------------------------------------ libpcap
 
-class _PcapInsn(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
-                ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+DLT_EN10MB = _cbpf.DLT_EN10MB
+PCAP_NETMASK_UNKNOWN = _cbpf.PCAP_NETMASK_UNKNOWN
 
 
-class _PcapProgram(ctypes.Structure):
-    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_PcapInsn))]
-
-
-_libpcap = None
-DLT_EN10MB = 1
-PCAP_NETMASK_UNKNOWN = 0xffffffff
-
-
-def _pcap():
-    global _libpcap
-    if _libpcap is None:
-        name = ctypes.util.find_library("pcap") or "libpcap.so.0.8"
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError as e:
-            raise SteerError("steering expressions need libpcap (apt-get install "
-                             "libpcap0.8): %s" % e) from None
-        lib.pcap_open_dead.restype = ctypes.c_void_p
-        lib.pcap_open_dead.argtypes = (ctypes.c_int, ctypes.c_int)
-        lib.pcap_compile.restype = ctypes.c_int
-        lib.pcap_compile.argtypes = (ctypes.c_void_p, ctypes.POINTER(_PcapProgram),
-                                     ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32)
-        lib.pcap_geterr.restype = ctypes.c_char_p
-        lib.pcap_geterr.argtypes = (ctypes.c_void_p,)
-        lib.pcap_freecode.argtypes = (ctypes.POINTER(_PcapProgram),)
-        lib.pcap_close.argtypes = (ctypes.c_void_p,)
-        _libpcap = lib
-    return _libpcap
-
-
-def compile_filter(expr, snaplen=65535):
+def compile_filter(expr, snaplen=65535, netmask=None, netmask_from=None):
     """Compile a tcpdump expression for Ethernet frames to classic BPF with
     libpcap (``pcap_compile`` on a dead DLT_EN10MB handle, optimised);
-    returns a list of (code, jt, jf, k).  Raises SteerError with libpcap's
-    message when the expression is not valid."""
-    if not isinstance(expr, str):
-        raise TypeError("a filter expression is a str, not %s" % type(expr).__name__)
-    lib = _pcap()
-    p = lib.pcap_open_dead(DLT_EN10MB, snaplen)
-    if not p:
-        raise MemoryError()
-    try:
-        prog = _PcapProgram()
-        if lib.pcap_compile(p, ctypes.byref(prog), expr.encode(), 1,
-                            PCAP_NETMASK_UNKNOWN) < 0:
-            msg = lib.pcap_geterr(p).decode("utf-8", "replace")
-            raise SteerError("cannot compile the filter %r: %s" % (expr, msg))
-        try:
-            return [(prog.bf_insns[i].code, prog.bf_insns[i].jt,
-                     prog.bf_insns[i].jf, prog.bf_insns[i].k)
-                    for i in range(prog.bf_len)]
-        finally:
-            lib.pcap_freecode(ctypes.byref(prog))
-    finally:
-        lib.pcap_close(p)
+    returns a list of (code, jt, jf, k).  netmask: the IPv4 netmask that
+    expressions such as `ip broadcast` need ("255.255.255.0", "/24", 24;
+    None: not known); netmask_from: the interface the default came from
+    (for the message).  Raises SteerError naming the expression, libpcap's
+    message and the fix."""
+    return _cbpf.compile_expression(expr, netmask, snaplen, SteerError, netmask_from)
 
 
 def cbpf_match(cbpf, frame):
     """Run classic BPF on a frame with libpcap's interpreter (bpf_filter):
     True if it accepts the frame.  The reference the translation is tested
     against."""
-    lib = _pcap()
-    if not hasattr(lib, "_nm_bpf_filter"):
-        f = lib.bpf_filter
-        f.restype = ctypes.c_uint
-        f.argtypes = (ctypes.POINTER(_PcapInsn), ctypes.c_char_p, ctypes.c_uint,
-                      ctypes.c_uint)
-        lib._nm_bpf_filter = f
-    arr = (_PcapInsn * len(cbpf))(*[_PcapInsn(*i) for i in cbpf])
-    frame = bytes(frame)
-    return lib._nm_bpf_filter(arr, frame, len(frame), len(frame)) != 0
+    return _cbpf.pcap_filter(cbpf, frame) != 0

@@ -103,6 +103,8 @@ cdef extern from "nm_xdp.h" nogil:
     int nx_get_map_info(int fd, nx_map_info *out)
     int nx_get_link_info(int fd, nx_link_info *out)
     int nx_test_run(int prog_fd, const void *data, uint32_t len, uint32_t *retval)
+    int nx_test_run_repeat(int prog_fd, const void *data, uint32_t len, uint32_t repeat,
+                           uint32_t *retval, uint32_t *ns)
 
 
 cdef class Umem(Memory):

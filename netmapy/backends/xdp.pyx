@@ -18,6 +18,9 @@ Options (``netmapy.open(name, **options)``)::
     steer="udp dst port 53"   only matching packets leave the kernel (a
                               tcpdump expression, or classic BPF: a list of
                               (code, jt, jf, k) or ``tcpdump -ddd`` text)
+    netmask="255.255.255.0"   for steer expressions that need one (`ip
+                              broadcast`); default: the interface's IPv4
+                              netmask
     share=port | "group" | Umem
                               use the UMEM of another xdp port (or of a named
                               group): buffers swap between them, zero copy;
@@ -76,6 +79,7 @@ import weakref
 from .. import iface
 from .. import netns as _netns
 from .. import xdpprog
+from .. import cbpf
 from ..errors import (NetmapyError, NoPrivilege, BackendError, InterfaceError,
                       PortBusy, QueueBusy, QueueOutOfRange, InterfaceNotFound)
 from ..xdpprog import SteerError, BpfTranslateError, compile_filter
@@ -191,20 +195,29 @@ class _InNs:
 
 # ----------------------------------------------------------- programs
 
-def _steer_cbpf(steer):
-    """cBPF instructions from a steer option (expression, text, list)."""
+def _steer_asm(steer, netmask=None, ifname=None, chain=False):
+    """The steer program from a steer option (a tcpdump expression,
+    classic BPF text or a list of instructions).  An expression gets
+    netmask, or by default the IPv4 netmask of ifname (read now, in the
+    calling thread's namespace) for expressions that need one."""
     if isinstance(steer, str):
         s = steer.strip()
-        if s and (s[0].isdigit() and "," in s or s.startswith("{")):
-            return xdpprog.parse_cbpf(s)
-        return compile_filter(steer)
-    return [tuple(i) for i in steer]
+        if cbpf.looks_like_text(s):
+            return xdpprog.steer_program(xdpprog.parse_cbpf(s, "steer"), source="steer",
+                                         chain=chain)
+        if netmask is None and ifname:
+            netmask = iface.ipv4_netmask(ifname)
+        return xdpprog.steer_program(
+            compile_filter(steer, netmask=netmask, netmask_from=ifname), source=repr(steer),
+            chain=chain)
+    return xdpprog.steer_program(steer, source="steer", chain=chain)
 
 
 def load_program(asm, str name, maps=None, int prog_type=xdpprog.PROG_TYPE_XDP):
     """Load an xdpprog.Asm as an XDP program (or another prog_type);
     returns its fd.  A verifier rejection raises SteerError with the end of
-    the verifier's log."""
+    the verifier's log (and the program's source, when it is a translation
+    of a filter)."""
     cdef bytes code = asm.code(maps)
     cdef char *log = <char *>malloc(1 << 20)
     cdef int fd
@@ -220,9 +233,13 @@ def load_program(asm, str name, maps=None, int prog_type=xdpprog.PROG_TYPE_XDP):
                 raise _no_priv("loading a BPF program")
             text = (<bytes>log).decode("utf-8", "replace").strip().splitlines()
             if text:
-                raise SteerError("the kernel's verifier rejected the %s program %s (%d "
-                                 "instructions): %s" % (kind, name, len(code) // 8,
-                                                        " | ".join(text[max(0, len(text) - 3):])))
+                src = getattr(asm, "source", None)
+                raise SteerError("%sthe kernel's verifier rejected the %s program %s (%d "
+                                 "instructions): %s%s" % (
+                                     "%s: " % src if src else "", kind, name, len(code) // 8,
+                                     " | ".join(text[max(0, len(text) - 3):]),
+                                     "; run this filter in a middlebox Filter (libpcap's "
+                                     "interpreter) instead" if src else ""))
             raise OSError(-fd, "loading the %s program %s: %s" % (kind, name, os.strerror(-fd)))
         return fd
     finally:
@@ -841,7 +858,7 @@ cdef class XdpPort(Port):
     def _open(self, steer=None, share=None, slots=None, rx_slots=None, tx_slots=None,
               ring_size=None, frame_size=None, umem_frames=None, xdp_mode="native",
               zerocopy=None, need_wakeup=True, host=False, force=False, attach="link",
-              tx_budget=256, fill_size=None, rx_coalesce_us=50):
+              tx_budget=256, fill_size=None, rx_coalesce_us=50, netmask=None):
         cdef Umem um
         cdef uint32_t i, nq_cap
         name = self.name
@@ -933,7 +950,7 @@ cdef class XdpPort(Port):
         # the interface
         steer_asm = None
         if steer is not None and want_rx:
-            steer_asm = xdpprog.steer_program(_steer_cbpf(steer), chain=True)
+            steer_asm = _steer_asm(steer, netmask, name.ifname, chain=True)
             self._py["steer"] = steer
         elif steer is not None:
             raise BackendError("%s: steer= selects received packets; this port has no RX ring"
@@ -1547,9 +1564,10 @@ cdef class XdpPort(Port):
         self.link_nifp()
         self._refresh_fds()
 
-    def set_steer(self, steer):
+    def set_steer(self, steer, netmask=None):
         """Replace the flow filter of this port's queues (None: every packet
-        of the queues leaves the kernel).  Atomic per queue."""
+        of the queues leaves the kernel).  Atomic per queue.  netmask: for
+        expressions that need one (default: the interface's)."""
         cdef uint32_t i
         self._check_open()
         if not self.rx_on:
@@ -1558,7 +1576,10 @@ cdef class XdpPort(Port):
         att = self._py["att"]
         new_fd = -1
         if steer is not None:
-            new_fd = load_program(xdpprog.steer_program(_steer_cbpf(steer), chain=True),
+            if netmask is None and isinstance(steer, str):
+                with _InNs(*self._py["ns"]):
+                    netmask = iface.ipv4_netmask(self.ifname)
+            new_fd = load_program(_steer_asm(steer, netmask, chain=True),
                                   xdpprog.STEER_NAME, {xdpprog.XSKMAP_NAME: att.xsk_fd,
                                                        xdpprog.CHAIN_NAME: self._chain_map()})
         old = self._py.get("steer_fd", -1)
@@ -1712,6 +1733,18 @@ def test_run(int prog_fd, frame):
     if rc < 0:
         _err(rc, "BPF_PROG_RUN")
     return ret
+
+
+def test_run_timed(int prog_fd, frame, uint32_t repeat):
+    """Run an XDP program `repeat` times on frame in the kernel
+    (BPF_PROG_RUN with repeat, no side effects): (its XDP_* verdict, the
+    kernel's mean nanoseconds per run).  For benchmarks."""
+    cdef bytes data = bytes(frame)
+    cdef uint32_t ret = 0, ns = 0
+    rc = nx_test_run_repeat(prog_fd, <const char *>data, len(data), repeat, &ret, &ns)
+    if rc < 0:
+        _err(rc, "BPF_PROG_RUN")
+    return ret, ns
 
 
 def attach_program(ifname, asm, str name="netmapy_aux", mode="native"):

@@ -621,6 +621,22 @@ static inline int nx_test_run(int prog_fd, const void *data, uint32_t len, uint3
     return 0;
 }
 
+/* The same, run `repeat` times in the kernel; *ns: the mean time of one
+ * run (the kernel's measure).  For benchmarks of steer programs. */
+static inline int nx_test_run_repeat(int prog_fd, const void *data, uint32_t len,
+                                     uint32_t repeat, uint32_t *retval, uint32_t *ns)
+{
+    LIBBPF_OPTS(bpf_test_run_opts, o);
+    o.data_in = data;
+    o.data_size_in = len;
+    o.repeat = repeat;
+    if (bpf_prog_test_run_opts(prog_fd, &o) < 0)
+        return -errno;
+    *retval = o.retval;
+    *ns = o.duration;
+    return 0;
+}
+
 static inline int nx_id_or_err(int rc)
 {
     return rc < 0 ? -errno : rc;
