@@ -67,6 +67,30 @@ class TestPacketContract(BackendContract, CythonExampleContract):
             pass
 
 
+class TestPacketRingContract(TestPacketContract):
+    """The same contract with the TPACKET TX ring (tx_mode="ring") instead
+    of the default sendmmsg copies."""
+    leak_rounds = 100
+
+    @contextlib.contextmanager
+    def channel(self, **kw):
+        v = self.v
+        rx = netmapy.open("packet:%s/R" % v.if_b, netns=v.ns, **kw)
+        tx = netmapy.open("packet:%s/T" % v.if_a, netns=v.ns, tx_mode="ring", **kw)
+        assert tx.stats()["tx_mode"] == "ring"
+        ch = Channel(tx, lambda: rx)
+        ch.rx()
+        try:
+            yield ch
+        finally:
+            ch.close()
+
+
+def test_tx_mode_is_checked(veth):
+    with pytest.raises(ValueError, match="tx_mode must be 'ring'"):
+        netmapy.open("packet:%s/T" % veth.if_a, netns=veth.ns, tx_mode="bogus")
+
+
 def test_interface_counters_match(veth):
     """What the TX port sends is what the interface counts, and the RX port
     receives every frame the peer counts."""

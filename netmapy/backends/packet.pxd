@@ -1,6 +1,7 @@
 from libc.stdint cimport uint32_t, uint64_t
 from netmapy.core cimport Port
 from netmapy.includes.abi cimport netmap_ring
+from netmapy.includes.mmsg cimport nm_mmsg_tx
 
 cdef extern from "nm_packet.h" nogil:
     struct pk_rx:
@@ -25,6 +26,8 @@ cdef extern from "nm_packet.h" nogil:
 cdef class PacketPort(Port):
     cdef pk_rx rx
     cdef pk_tx tx
+    cdef nm_mmsg_tx mtx             # tx_mode="copy": sendmmsg instead of the TX ring
+    cdef bint tx_copy
     cdef int rxfd, txfd
     cdef size_t rx_map_size, tx_map_size
     cdef object rxsock, txsock

@@ -20,6 +20,16 @@ blocks keep that from limiting the buffer to a few tens of milliseconds
 paused while transmitting; 1024 of 64 KiB lose nothing).  Promiscuous mode
 (``promisc=True``) is a membership of the socket: the kernel drops it when
 the port closes or the process dies.
+
+TX (``tx_mode``): ``"copy"`` (the default) hands each batch to the kernel
+with one sendmmsg() straight from the netmap buffers (netmapy/includes/
+nm_mmsg.h), which copies every frame into a linear skb; ``"ring"`` uses a
+TPACKET_V2 TX ring, whose pages the skbs reference (zero copy until a
+receiver needs its own copy).  On veth, whose receiver copies such pages
+again (XDP, GRO), ``copy`` cost 15 % less CPU per forwarded packet
+(netmapy-bench, 1,705 vs 2,006 ns).  A frame the kernel refuses is counted
+in ``Port.tx_failed`` and released; a full device queue or socket buffer
+(ENOBUFS, EAGAIN) leaves the frames in the ring for the next sync.
 """
 
 from libc.stdint cimport uint32_t, uint64_t
@@ -38,6 +48,7 @@ cdef enum:
     C_SOL_PACKET = 263
     C_PACKET_STATISTICS = 6
 from netmapy.core cimport Port
+from netmapy.includes.mmsg cimport nm_mmsg_tx_sync
 
 import errno as _errno
 import os
@@ -100,7 +111,7 @@ cdef class PacketPort(Port):
 
     def _open(self, promisc=False, slots=None, rx_slots=None, tx_slots=None,
               block_size=1 << 16, block_nr=1024, frame_nr=2048, retire_ms=1,
-              qdisc_bypass=True, buf_size=None, memid=None, sock_filter=None):
+              qdisc_bypass=True, buf_size=None, memid=None, sock_filter=None, tx_mode="copy"):
         name = self.name
         mode = name.mode.name
         if mode == "SINGLE_RX":
@@ -131,8 +142,12 @@ cdef class PacketPort(Port):
         if want_rx:
             self._open_rx(info, promisc, block_size, block_nr, retire_ms, q, sock_filter)
             self.fd = self.rxfd
+        if tx_mode not in ("ring", "copy"):
+            raise ValueError("tx_mode must be 'ring' (a TPACKET TX ring, zero copy into the skb) "
+                             "or 'copy' (sendmmsg: the kernel copies into a linear skb), not %r"
+                             % (tx_mode,))
         if want_tx:
-            self._open_tx(info, frame_nr, qdisc_bypass, promisc and not want_rx)
+            self._open_tx(info, frame_nr, qdisc_bypass, promisc and not want_rx, tx_mode)
             if not want_rx:
                 self.fd = self.txfd
         self._opened("packet")
@@ -210,15 +225,29 @@ cdef class PacketPort(Port):
             munmap(self.rx.map, self.rx_map_size)
             self.rx.map = NULL
 
-    def _open_tx(self, info, uint32_t frame_nr, qdisc_bypass, promisc):
+    def _open_tx(self, info, uint32_t frame_nr, qdisc_bypass, promisc, tx_mode):
         cdef void *m
         s = self._socket(0)
         self.txsock = s
         self.push_undo("close the TX socket", s.close)
-        s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
-        s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
         if qdisc_bypass:
             s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        if tx_mode == "copy":
+            # sendmmsg from the netmap buffers: the kernel copies each frame
+            # into a linear skb (no TX ring, no completion to wait for)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            if promisc:
+                mreq = struct.pack("iHH8s", info.index, PACKET_MR_PROMISC, 0, b"")
+                s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+            s.bind((self.ifname, 0))
+            s.setblocking(False)
+            self.txfd = s.fileno()
+            memset(&self.mtx, 0, sizeof(self.mtx))
+            self.mtx.fd = self.txfd
+            self.tx_copy = True
+            return
+        s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
         frame_size = 2048
         per_block = 4096 // frame_size if frame_size <= 4096 else 1
         block_size = frame_size * max(per_block, 1)
@@ -248,7 +277,17 @@ cdef class PacketPort(Port):
             self.tx.map = NULL
 
     cdef int b_txsync(self, uint32_t i) noexcept nogil:
-        cdef int rc = pk_tx_flush(&self.tx, self.txr[0], self.txfd)
+        cdef int rc
+        cdef uint64_t failed, failed_bytes
+        if self.tx_copy:
+            failed, failed_bytes = self.mtx.failed, self.mtx.failed_bytes
+            rc = nm_mmsg_tx_sync(&self.mtx, self.txr[0])
+            self.tx_failed += self.mtx.failed - failed
+            self.tx_failed_bytes += self.mtx.failed_bytes - failed_bytes
+            if rc < 0:
+                return self.fail(-rc, "sendmmsg on the TX socket")
+            return 0
+        rc = pk_tx_flush(&self.tx, self.txr[0], self.txfd)
         if rc < 0:
             return self.fail(-rc, "send on the TX ring")
         return 0
@@ -299,9 +338,11 @@ cdef class PacketPort(Port):
         return dict(rx_packets=self.rx.packets, rx_bytes=self.rx.bytes,
                     rx_kernel_packets=self.kernel_packets,
                     rx_kernel_drops=self.kernel_drops, rx_truncated=self.rx.truncated,
-                    tx_packets=self.tx.packets, tx_bytes=self.tx.bytes,
-                    tx_inflight=self.tx.inflight, tx_bad_format=self.tx.bad_format,
-                    tx_kicks=self.tx.kicks)
+                    tx_packets=self.mtx.packets if self.tx_copy else self.tx.packets,
+                    tx_bytes=self.mtx.bytes if self.tx_copy else self.tx.bytes,
+                    tx_inflight=0 if self.tx_copy else self.tx.inflight,
+                    tx_bad_format=self.mtx.failed if self.tx_copy else self.tx.bad_format,
+                    tx_kicks=self.tx.kicks, tx_mode="copy" if self.tx_copy else "ring")
 
     def _backend_info(self):
         return {"ifname": self.ifname, "queue": self.queue}

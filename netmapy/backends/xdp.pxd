@@ -1,6 +1,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from netmapy.core cimport Port, Memory
 from netmapy.includes.abi cimport netmap_ring
+from netmapy.includes.mmsg cimport nm_mmsg_tx
 
 cdef extern from "nm_xdp.h" nogil:
     enum:
@@ -45,12 +46,10 @@ cdef extern from "nm_xdp.h" nogil:
         int last_err
 
     struct nm_inject:
-        int sock_fd, prog_fd, link_fd
+        nm_mmsg_tx tx
+        int prog_fd, link_fd
         int ifindex
         uint64_t cookie
-        uint32_t next_tx
-        uint64_t packets, bytes, failed, failed_bytes, bad, again
-        int last_err
 
     struct xdp_statistics:
         uint64_t rx_dropped

@@ -1303,7 +1303,7 @@ cdef class XdpPort(Port):
             raise OSError(-rc, "%s: host ring: %s: %s" % (self.name, stage.decode(),
                                                           os.strerror(-rc)))
         self.push_undo("close the host injection socket and program", self._close_host)
-        self.host.next_tx = 0
+        self.host.tx.next_tx = 0
         fd = load_program(xdpprog.inject_program(self.host.cookie), xdpprog.INJECT_NAME,
                           prog_type=xdpprog.PROG_TYPE_SCHED_CLS)
         rc = nm_inject_attach(&self.host, fd)
@@ -1379,10 +1379,10 @@ cdef class XdpPort(Port):
             if rc < 0:
                 return self.fail(-rc, "waking the AF_XDP socket for transmission")
             return 0
-        cdef uint64_t failed = self.host.failed, failed_bytes = self.host.failed_bytes
+        cdef uint64_t failed = self.host.tx.failed, failed_bytes = self.host.tx.failed_bytes
         rc = nm_inject_tx(&self.host, self.txr[i])
-        self.tx_failed += self.host.failed - failed
-        self.tx_failed_bytes += self.host.failed_bytes - failed_bytes
+        self.tx_failed += self.host.tx.failed - failed
+        self.tx_failed_bytes += self.host.tx.failed_bytes - failed_bytes
         if rc < 0:
             return self.fail(-rc, "handing frames to the host stack")
         return 0
@@ -1624,10 +1624,10 @@ cdef class XdpPort(Port):
                     tot[k] = tot.get(k, 0) + v
         tot["rx_naps"] = self.naps
         if self.host_on:
-            tot.update(host_tx_packets=self.host.packets, host_tx_bytes=self.host.bytes,
-                       host_tx_failed=self.host.failed,
-                       host_tx_failed_bytes=self.host.failed_bytes,
-                       host_tx_bad=self.host.bad, host_tx_waits=self.host.again)
+            tot.update(host_tx_packets=self.host.tx.packets, host_tx_bytes=self.host.tx.bytes,
+                       host_tx_failed=self.host.tx.failed,
+                       host_tx_failed_bytes=self.host.tx.failed_bytes,
+                       host_tx_bad=self.host.tx.bad, host_tx_waits=self.host.tx.again)
         tot["queues"] = per
         return tot
 

@@ -37,6 +37,7 @@
 #include <bpf/bpf.h>
 
 #include "nm_abi.h"
+#include "nm_mmsg.h"
 
 #ifndef NM_BPF_TCX_EGRESS
 #define NM_BPF_TCX_EGRESS 47          /* enum bpf_attach_type, Linux 6.6 */
@@ -51,24 +52,17 @@
 #define SO_SNDBUFFORCE 32
 #endif
 
-#define NM_INJECT_BATCH 64
-
 struct nm_inject {
-    int sock_fd, prog_fd, link_fd;
+    struct nm_mmsg_tx tx;             /* the socket and its counters */
+    int prog_fd, link_fd;
     int ifindex;
     uint64_t cookie;
-    uint32_t next_tx;                 /* first ring slot not yet handed over */
-    uint64_t packets, bytes;          /* received by the stack's ingress */
-    uint64_t failed, failed_bytes;    /* refused: counted, never injected */
-    uint64_t bad;                     /* of failed: malformed (length) */
-    uint64_t again;                   /* socket buffer full: retried later */
-    int last_err;
 };
 
 static inline void nm_inject_init(struct nm_inject *h)
 {
     memset(h, 0, sizeof(*h));
-    h->sock_fd = h->prog_fd = h->link_fd = -1;
+    h->tx.fd = h->prog_fd = h->link_fd = -1;
 }
 
 /* The injection socket, in the caller's network namespace.  Returns 0 or
@@ -95,7 +89,7 @@ static inline int nm_inject_socket(struct nm_inject *h, int ifindex, int sndbuf,
     *stage = "getsockopt(SO_COOKIE)";
     if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &h->cookie, &len) < 0)
         goto fail;
-    h->sock_fd = fd;
+    h->tx.fd = fd;
     h->ifindex = ifindex;
     return 0;
 fail:
@@ -127,91 +121,15 @@ static inline void nm_inject_close(struct nm_inject *h)
         close(h->link_fd);
     if (h->prog_fd >= 0)
         close(h->prog_fd);
-    if (h->sock_fd >= 0)
-        close(h->sock_fd);
-    h->link_fd = h->prog_fd = h->sock_fd = -1;
+    if (h->tx.fd >= 0)
+        close(h->tx.fd);
+    h->link_fd = h->prog_fd = h->tx.fd = -1;
 }
 
-/*
- * The host TX ring's sync: hand [next_tx, head) to the stack, a batch per
- * sendmmsg().  A frame the kernel refuses (too long for the interface,
- * interface down, ...) is counted in failed and released; when the socket
- * buffer is full the rest waits in the ring (tail says so) for the next
- * sync.  Returns 0, or -errno when the interface is gone.
- */
+/* The host TX ring's sync: frames to the stack, a batch per sendmmsg(). */
 static inline int nm_inject_tx(struct nm_inject *h, struct netmap_ring *r)
 {
-    struct mmsghdr msgs[NM_INJECT_BATCH];
-    struct iovec iov[NM_INJECT_BATCH];
-    uint32_t n = r->num_slots, i = h->next_tx, hd = r->head;
-    int err = 0;
-    while (i != hd) {
-        uint32_t k = 0, j = i, idx[NM_INJECT_BATCH];
-        int sent, off = 0;
-        /* the next batch of well-formed frames; a malformed one is counted
-         * on its own, so that a batch cut short by a full socket buffer
-         * never counts a frame twice */
-        while (j != hd && k < NM_INJECT_BATCH) {
-            struct netmap_slot *sl = &r->slot[j];
-            if (sl->len < ETH_HLEN || sl->len > r->nr_buf_size) {
-                if (k)
-                    break;                /* send the good ones first */
-                h->bad++;
-                h->failed++;
-                h->failed_bytes += sl->len;
-                sl->flags = 0;
-                j = j + 1 == n ? 0 : j + 1;
-                h->next_tx = i = j;
-                continue;
-            }
-            iov[k].iov_base = NETMAP_BUF(r, sl->buf_idx);
-            iov[k].iov_len = sl->len;
-            memset(&msgs[k].msg_hdr, 0, sizeof(msgs[k].msg_hdr));
-            msgs[k].msg_hdr.msg_iov = &iov[k];
-            msgs[k].msg_hdr.msg_iovlen = 1;
-            msgs[k].msg_len = 0;
-            idx[k] = j;
-            k++;
-            sl->flags = 0;
-            j = j + 1 == n ? 0 : j + 1;
-        }
-        while (off < (int)k) {
-            sent = sendmmsg(h->sock_fd, msgs + off, k - off, MSG_DONTWAIT);
-            if (sent > 0) {
-                int m;
-                for (m = off; m < off + sent; m++) {
-                    h->packets++;
-                    h->bytes += iov[m].iov_len;
-                }
-                off += sent;
-                continue;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == ENOBUFS) {
-                /* the socket buffer is full: frames off.. wait for the
-                 * next sync (nothing is lost) */
-                h->again++;
-                h->next_tx = idx[off];
-                goto out;
-            }
-            /* the kernel refused frame off: count it, go on */
-            h->last_err = errno;
-            h->failed++;
-            h->failed_bytes += iov[off].iov_len;
-            if (errno == ENODEV || errno == ENXIO)
-                err = errno;
-            off++;
-        }
-        i = j;
-        h->next_tx = i;
-        if (err)
-            break;
-    }
-out:
-    i = h->next_tx;
-    r->tail = i == 0 ? n - 1 : i - 1;
-    return err ? -err : 0;
+    return nm_mmsg_tx_sync(&h->tx, r);
 }
 
 #endif

@@ -280,7 +280,7 @@ class Testpmd(Middlebox):
     @classmethod
     def available(cls):
         if not shutil.which("dpdk-testpmd"):
-            return False, "dpdk-testpmd not found (apt-get install dpdk)"
+            return False, "dpdk-testpmd not found (apt-get install dpdk-dev)"
         return True, ""
 
     def start(self, lab):
