@@ -2,7 +2,7 @@
 """The workers' nogil loops: filter and forward between two ports (bridge),
 or filter one RX queue into a reinjection ring (offload).  Counters go to a
 caller-provided uint64 block (shared memory the supervisor samples), in the
-layout of middlebox/stats.py.
+layout declared in middlebox/counters.pxd.
 
 The loops end on the process-wide stop request (netmapy.stop: a worker
 installs its C signal handlers with ``netmapy.stop.install_handlers()``),
@@ -27,12 +27,6 @@ import time
 
 from netmapy.stop import request as stop, reset, requested as stopping
 from netmapy.stop import install_handlers as install_signal_handlers
-
-# the block layout, for tests that compare it with middlebox/stats.py
-LAYOUT = dict(W_PID=W_PID, W_RESTARTS=W_RESTARTS, W_HEARTBEAT=W_HEARTBEAT, W_STATE=W_STATE,
-              W_QUEUE=W_QUEUE, W_CPU=W_CPU, DIR0=DIR0, DIR1=DIR1, W_SAMPLED=W_SAMPLED,
-              W_FAILED=W_FAILED, W_KDROPS=W_KDROPS, BLOCK_WORDS=BLOCK_WORDS,
-              FIELDS=(RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS))
 
 cdef inline uint64_t _now_ns() noexcept nogil:
     cdef timespec ts
