@@ -287,6 +287,12 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
                 seconds=time.perf_counter() - t0)
 
 
+cdef inline void memset_u64(uint64_t *p, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        p[i] = 0
+
+
 cdef inline uint32_t _pending(Port p) noexcept nogil:
     cdef uint32_t i, n = 0
     for i in range(p.nic_rx):
