@@ -20,6 +20,10 @@ Each invocation measures, with the same generator:
 
 * the ceiling: the generator at full speed into an XDP_DROP program on the
   receiver (what any XDP-based receiver could take here);
+* the ideal in-kernel scrubber (tools/xdp_scrub_ideal.c): one comparison,
+  valid packets passed to the stack, the flood dropped -- the least any
+  scrubber that hands valid packets to the stack pays (on veth the stack's
+  receive of the valid packets runs on the generator's core);
 * for each nm-offload variant (rules in the kernel, rules in user space):
   a zero-loss search over paced trials (netmapy/tools/zeroloss.py) -- the
   scrubbing rate -- and, at each rate tried, the valid packets the server
@@ -260,6 +264,30 @@ def trial(v, pcap, prefix, rate, seconds, mbox=None):
     return r
 
 
+def ideal_object(v):
+    """tools/xdp_scrub_ideal.c for this lab's client address."""
+    import ipaddress as ip
+    d = tempfile.mkdtemp(prefix="nmbench-ideal-")
+    obj = os.path.join(d, "ideal.o")
+    subprocess.run(["clang", "-O2", "-target", "bpf", "-I",
+                    "/usr/include/%s-linux-gnu" % os.uname().machine,
+                    "-DCLIENT_IP=%#x" % int(ip.ip_address(v.ip_a)), "-c",
+                    os.path.join(REPO, "tools", "xdp_scrub_ideal.c"), "-o", obj], check=True)
+    return obj
+
+
+def ideal_scrubber(v, pcap, prefix, seconds):
+    """The mix at full speed through the least an in-kernel scrubber can
+    do (tools/xdp_scrub_ideal.c): one comparison, valid packets to the
+    stack, the flood dropped."""
+    subprocess.run(["ip", "-n", v.ns_b, "link", "set", "dev", v.if_b, "xdpdrv", "obj",
+                    ideal_object(v), "sec", "xdp"], check=True)
+    try:
+        return trial(v, pcap, prefix, None, seconds, None)
+    finally:
+        subprocess.run(["ip", "-n", v.ns_b, "link", "set", "dev", v.if_b, "xdpdrv", "off"])
+
+
 def xdp_drop_rate(v, pcap, seconds):
     """The generator at full speed into an XDP_DROP program on the
     receiver: packets per second XDP saw, and the softirq CPU per packet."""
@@ -307,7 +335,12 @@ def run_share(v, share, args, rules_path):
     print("ceiling: the generator at full speed offers %.0f pps; XDP_DROP on the receiver "
           "takes %.0f pps (softirq %.0f ns/packet)" % (ceil["offered_pps"], ceil["received_pps"],
                                                        ceil["softirq_ns_per_packet"]), flush=True)
-    out = dict(share=share, xdp_drop=ceil, variants={}, kernel=[])
+    ideal = ideal_scrubber(v, pcap, prefix, args.seconds)
+    print("ideal in-kernel scrubber (one comparison, valid packets to the stack) at full speed:"
+          " offered %.0f pps, valid %d/%d received, softirq %.0f ns/packet" % (
+              ideal["offered_pps"], ideal["valid_got"], ideal["valid_sent"],
+              ideal["softirq_ns_per_packet"]), flush=True)
+    out = dict(share=share, xdp_drop=ceil, ideal=ideal, variants={}, kernel=[])
     top = ceil["received_pps"]
     for where in args.variants:
         mb = Offload(v, rules_path, where)
@@ -315,10 +348,12 @@ def run_share(v, share, args, rules_path):
         best, trials = search(lambda rate: trial(v, pcap, prefix, rate, args.seconds, mb), top,
                               resolution=args.resolution, max_trials=args.trials,
                               report=lambda r: print(line(r), flush=True))
-        print("  scrubbing rate: %.0f pps = %.2fx XDP_DROP's %.0f pps" % (
-            best, best / top if top else 0, top), flush=True)
+        print("  scrubbing rate: %.0f pps = %.2fx XDP_DROP's %.0f pps, %.2fx the ideal "
+              "scrubber's %.0f pps" % (best, best / top if top else 0, top,
+                                       best / ideal["offered_pps"], ideal["offered_pps"]),
+              flush=True)
         out["variants"][where] = dict(scrubbing_rate=best, ratio_xdp_drop=best / top if top else 0,
-                                      trials=trials)
+                                      ratio_ideal=best / ideal["offered_pps"], trials=trials)
     # the bare kernel at the rates the variants reached (and below)
     rates = sorted({round(x["scrubbing_rate"] * f) for x in out["variants"].values()
                     for f in (0.25, 0.5, 1.0) if x["scrubbing_rate"] > 0})
