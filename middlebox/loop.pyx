@@ -15,7 +15,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from netmapy.includes.system cimport (POLLIN, POLLOUT, EINTR, clock_gettime, timespec,
                                       CLOCK_MONOTONIC, monotonic_ms)
 from netmapy.includes.abi cimport netmap_ring, nm_ring_space
-from netmapy.core cimport Port, poll_pair, ring_move, pair_interrupted
+from netmapy.core cimport Port, poll_pair, poll_bridge, ring_move, pair_interrupted
 from netmapy.stop cimport stop_requested
 from middlebox.filter cimport Filter, filter_move
 from middlebox.counters cimport *
@@ -32,13 +32,6 @@ cdef inline uint64_t _now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
-
-
-cdef inline uint32_t _pending(Port p) noexcept nogil:
-    cdef uint32_t i, n = 0
-    for i in range(p.nic_rx):
-        n += nm_ring_space(p.rxr[i])
-    return n
 
 
 cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now,
@@ -101,7 +94,7 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
     cdef bint swap = a.mem is b.mem
     cdef netmap_ring *sa = sample_a.txr[0] if sample_a is not None else NULL
     cdef netmap_ring *sb = sample_b.txr[0] if sample_b is not None else NULL
-    cdef int rc = 0, ev_a, ev_b, which = 0, last = 0
+    cdef int rc = 0, which = 0, last = 0
     cdef uint64_t now, deadline = 0, unsampled = 0, kread = 0
     cdef uint64_t kbase_a = cv[W_KDROPS], kbase_b = cv[W_KDROPS + 1]
     # hot reload: the filters are read through sw at every batch boundary
@@ -119,13 +112,7 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
         while True:
             if stop_requested() or (deadline and _now_ns() >= deadline):
                 last = 1
-            ev_a = POLLIN
-            ev_b = POLLIN
-            if _pending(a):
-                ev_b |= POLLOUT
-            if _pending(b):
-                ev_a |= POLLOUT
-            rc = poll_pair(a, ev_a, b, ev_b, 0 if last else wait_ms)
+            rc = poll_bridge(a, b, 0 if last else wait_ms)
             if rc < 0:
                 which = -rc
                 if pair_interrupted(a, b, which) >= 0:

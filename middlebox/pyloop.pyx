@@ -10,7 +10,7 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_WRITE
 from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF, nm_ring_space,
-                           nm_ring_next, NS_BUF_CHANGED, poll_pair, interrupted,
+                           nm_ring_next, NS_BUF_CHANGED, poll_pair, poll_bridge, interrupted,
                            pair_interrupted)
 from netmapy.stop cimport stop_requested
 from middlebox.counters cimport *
@@ -22,13 +22,6 @@ cdef inline long long _deadline(double seconds) noexcept nogil:
     if seconds <= 0:
         return 0
     return monotonic_ms() + <long long>(seconds * 1000)
-
-
-cdef inline uint32_t _pending(Port p) noexcept nogil:
-    cdef uint32_t i, n = 0
-    for i in range(p.nic_rx):
-        n += nm_ring_space(p.rxr[i])
-    return n
 
 
 cdef inline void memset_u64(uint64_t *p, int n) noexcept nogil:
@@ -108,7 +101,7 @@ def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0
     cdef uint64_t[::1] cview
     cdef bint swap = a.mem is b.mem
     cdef long long dl = _deadline(seconds)
-    cdef int rc = 0, ev_a, ev_b, which = 0
+    cdef int rc = 0, which = 0
     cdef uint32_t i
     memset_u64(local, BLOCK_WORDS)
     if fn_ba is None:
@@ -123,14 +116,8 @@ def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0
     while not stop_requested():
         if dl and monotonic_ms() >= dl:
             break
-        ev_a = POLLIN
-        ev_b = POLLIN
-        if _pending(a):
-            ev_b |= POLLOUT
-        if _pending(b):
-            ev_a |= POLLOUT
         with nogil:
-            rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
+            rc = poll_bridge(a, b, wait_ms)
         if rc < 0:
             which = -rc
             if pair_interrupted(a, b, which) >= 0:

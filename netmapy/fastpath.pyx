@@ -12,7 +12,8 @@ from libc.string cimport memcpy
 from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT, EINTR
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
                            nm_ring_space, nm_ring_next, NS_BUF_CHANGED,
-                           ring_move, poll_pair, interrupted, pair_interrupted)
+                           ring_move, poll_pair, poll_bridge, interrupted,
+                           pair_interrupted)
 from netmapy.stop cimport stop_requested
 
 import time
@@ -293,13 +294,6 @@ cdef inline void memset_u64(uint64_t *p, int n) noexcept nogil:
         p[i] = 0
 
 
-cdef inline uint32_t _pending(Port p) noexcept nogil:
-    cdef uint32_t i, n = 0
-    for i in range(p.nic_rx):
-        n += nm_ring_space(p.rxr[i])
-    return n
-
-
 cdef inline uint32_t _move_all(Port src, Port dst, bint swap, uint64_t *ctr) noexcept nogil:
     """RX rings of src into TX rings of dst; returns packets moved and adds
     packets/bytes to ctr[0], ctr[1]."""
@@ -344,7 +338,7 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
     cdef uint64_t[::1] cview
     cdef bint swap = a.mem is b.mem
     cdef long long dl = _deadline(seconds)
-    cdef int rc = 0, ev_a, ev_b, which = 0
+    cdef int rc = 0, which = 0
     cdef uint32_t i
     memset_u64(local, 4)
     if counters is not None:
@@ -360,13 +354,7 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
             if dl and monotonic_ms() >= dl:
                 break
             # wait for packets, or for room where packets are stuck
-            ev_a = POLLIN
-            ev_b = POLLIN
-            if _pending(a):
-                ev_b |= POLLOUT
-            if _pending(b):
-                ev_a |= POLLOUT
-            rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
+            rc = poll_bridge(a, b, wait_ms)
             if rc < 0:
                 which = -rc
                 if pair_interrupted(a, b, which) < 0:
