@@ -551,6 +551,30 @@ def _raise_pending():
         raise e
 
 
+cdef inline int _poll(Port p, int events, int timeout_ms) noexcept nogil:
+    # p.c_poll(); a signal is no error here (the loop goes round and sees
+    # the stop flag, or _check_signals() says what Python made of it)
+    cdef int rc = p.c_poll(events, timeout_ms)
+    if rc < 0 and clear_eintr(p):
+        rc = 0
+    return rc
+
+
+cdef object _finish(Counters ctr, int rc, Port port, bint intr, bint full=True):
+    """The end of every loop: the state, then the port's error or the
+    exception a signal raised, then the last snapshot of the counters."""
+    ctr.set_state("failed" if rc < 0 else "done")
+    if rc < 0:
+        port.raise_error()
+    if intr:
+        _raise_pending()
+    return ctr.snapshot(full)
+
+
+def _seconds(snap):
+    return (snap["t1_ns"] - snap["t0_ns"]) / 1e9
+
+
 cdef _rate_args(rate, Generator gen, double *value, int *bits):
     if rate is None or rate == 0:
         value[0] = 0
@@ -672,15 +696,11 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
                 batches += 1
                 if n > max_batch:
                     max_batch = n
-                rc = port.c_poll(0, 0)
-                if rc < 0 and clear_eintr(port):
-                    rc = 0
+                rc = _poll(port, 0, 0)
             else:
                 # every TX ring is full: sleep until the backend takes some
                 full += 1
-                rc = port.c_poll(POLLOUT, wait_ms)
-                if rc < 0 and clear_eintr(port):
-                    rc = 0
+                rc = _poll(port, POLLOUT, wait_ms)
             if rc < 0:
                 break
             pg_set(c, PGC_TX_PACKETS, sent)
@@ -691,20 +711,13 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
             if paced:
                 pg_set(c, PGC_SLEEPS, pc.sleeps)
         if rc >= 0:
-            rc = port.c_poll(0, 0)
-            if rc < 0 and clear_eintr(port):
-                rc = 0
+            rc = _poll(port, 0, 0)
         pg_set(c, PGC_TX_PACKETS, sent)
         pg_set(c, PGC_TX_BYTES, nbytes)
         pg_set(c, PGC_T1, pg_now())
         pg_timerslack(slack)
-    ctr.set_state("failed" if rc < 0 else "done")
-    if rc < 0:
-        port.raise_error()
-    if intr:
-        _raise_pending()
-    snap = ctr.snapshot(False)
-    return dict(packets=sent, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
+    snap = _finish(ctr, rc, port, intr, False)
+    return dict(packets=sent, bytes=nbytes, seconds=_seconds(snap),
                 batches=batches, max_batch=max_batch, sleeps=pc.sleeps if paced else 0,
                 ring_full=full, rate=str(r_obj) if r_obj is not None else None)
 
@@ -805,9 +818,7 @@ def receive(Port port, long long count=0, double seconds=0, double idle=0,
                         pg_relax()
                         continue
                 else:
-                    rc = port.c_poll(POLLIN, wait_ms)
-                    if rc < 0 and clear_eintr(port):
-                        rc = 0
+                    rc = _poll(port, POLLIN, wait_ms)
                 if rc < 0:
                     break
                 if rc == 0:
@@ -840,13 +851,8 @@ def receive(Port port, long long count=0, double seconds=0, double idle=0,
                         break
             _rx_publish(c, rx, got, nbytes)
             pg_set(c, PGC_T1, pg_now())
-        ctr.set_state("failed" if rc < 0 else "done")
-        if rc < 0:
-            port.raise_error()
-        if intr:
-            _raise_pending()
-        snap = ctr.snapshot()
-        return dict(packets=got, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
+        snap = _finish(ctr, rc, port, intr)
+        return dict(packets=got, bytes=nbytes, seconds=_seconds(snap),
                     first_to_last=(last - first) / 1e9 if got else 0.0,
                     pktgen=rx.ours, other=rx.other, bad_csum=rx.bad_csum,
                     lost=snap["lost"], reordered=rx.reordered, duplicates=rx.dups,
@@ -926,9 +932,7 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
                     continue
                 t = port.txr[0]
                 if nm_ring_space(t) == 0:
-                    rc = port.c_poll(POLLOUT, 100)
-                    if rc < 0 and clear_eintr(port):
-                        rc = 0
+                    rc = _poll(port, POLLOUT, 100)
                     if rc < 0:
                         break
                     continue
@@ -971,9 +975,7 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
                         wait = <uint32_t>((deadline - now + 999999) // 1000000)
                         if wait > 100:
                             wait = 100
-                        rc = port.c_poll(POLLIN, wait)
-                        if rc < 0 and clear_eintr(port):
-                            rc = 0
+                        rc = _poll(port, POLLIN, wait)
                     if rc < 0:
                         break
                     if rc == 0:
@@ -1016,14 +1018,9 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
             pg_timerslack(slack)
     finally:
         gen._set_flags(0)
-    ctr.set_state("failed" if rc < 0 else "done")
-    if rc < 0:
-        port.raise_error()
-    if intr:
-        _raise_pending()
-    snap = ctr.snapshot()
+    snap = _finish(ctr, rc, port, intr)
     return dict(probes=sent, replies=replies, lost=lost, late=late,
-                seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9, rtt=rtt_summary(snap))
+                seconds=_seconds(snap), rtt=rtt_summary(snap))
 
 
 def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
@@ -1072,9 +1069,7 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
                     continue
             else:
                 ev = POLLOUT if pending else POLLIN
-                rc = port.c_poll(ev, wait_ms)
-                if rc < 0 and clear_eintr(port):
-                    rc = 0
+                rc = _poll(port, ev, wait_ms)
                 if rc >= 0 and pending:
                     rc = _rx_sync_all(port)
             if rc < 0:
@@ -1097,9 +1092,7 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
                     j = nm_ring_next(rx, j)
                 got += n
                 done += ring_move(rx, tx, n, True)
-            rc = port.c_poll(0, 0)
-            if rc < 0 and clear_eintr(port):
-                rc = 0
+            rc = _poll(port, 0, 0)
             if rc < 0:
                 break
             pg_set(c, PGC_REFLECTED, done)
@@ -1108,17 +1101,10 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
             pg_set(c, PGC_TX_PACKETS, done)
             pg_set(c, PGC_TX_BYTES, nbytes)
         if rc >= 0:
-            rc = port.c_poll(0, 0)
-            if rc < 0 and clear_eintr(port):
-                rc = 0
+            rc = _poll(port, 0, 0)
         pg_set(c, PGC_T1, pg_now())
-    ctr.set_state("failed" if rc < 0 else "done")
-    if rc < 0:
-        port.raise_error()
-    if intr:
-        _raise_pending()
-    snap = ctr.snapshot(False)
-    return dict(reflected=done, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9)
+    snap = _finish(ctr, rc, port, intr, False)
+    return dict(reflected=done, bytes=nbytes, seconds=_seconds(snap))
 
 
 def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None,
@@ -1191,9 +1177,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                     break
             if r.head == r.tail:
                 if pend:
-                    rc = dst.c_poll(0, 0)
-                    if rc < 0 and clear_eintr(dst):
-                        rc = 0
+                    rc = _poll(dst, 0, 0)
                     pend = 0
                     if rc < 0:
                         break
@@ -1212,9 +1196,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                     break
                 continue
             if nm_ring_space(t) == 0:
-                rc = dst.c_poll(POLLOUT, wait_ms)
-                if rc < 0 and clear_eintr(dst):
-                    rc = 0
+                rc = _poll(dst, POLLOUT, wait_ms)
                 pend = 0
                 if rc < 0:
                     break
@@ -1234,9 +1216,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                     due = prev_due
                 if due > now:
                     if pend:
-                        rc = dst.c_poll(0, 0)
-                        if rc < 0 and clear_eintr(dst):
-                            rc = 0
+                        rc = _poll(dst, 0, 0)
                         pend = 0
                         if rc < 0:
                             break
@@ -1252,9 +1232,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
                 cost = pg_cost(&pc, r.slot[j].len)
                 if pc.tokens < cost:
                     if pend:
-                        rc = dst.c_poll(0, 0)
-                        if rc < 0 and clear_eintr(dst):
-                            rc = 0
+                        rc = _poll(dst, 0, 0)
                         pend = 0
                         if rc < 0:
                             break
@@ -1267,9 +1245,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             sent += 1
             pend += 1
             if pend >= batch or nm_ring_space(t) == 0:
-                rc = dst.c_poll(0, 0)
-                if rc < 0 and clear_eintr(dst):
-                    rc = 0
+                rc = _poll(dst, 0, 0)
                 pend = 0
                 if rc < 0:
                     break
@@ -1277,9 +1253,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             pg_set(c, PGC_TX_BYTES, nbytes)
             pg_set(c, PGC_LATE, late)
         if rc >= 0:
-            rc = dst.c_poll(0, 0)
-            if rc < 0 and clear_eintr(dst):
-                rc = 0
+            rc = _poll(dst, 0, 0)
         pg_set(c, PGC_TX_PACKETS, sent)
         pg_set(c, PGC_TX_BYTES, nbytes)
         pg_set(c, PGC_SLEEPS, sleeps + (pc.sleeps if paced else 0))
@@ -1296,6 +1270,6 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
     if intr:
         _raise_pending()
     snap = ctr.snapshot(False)
-    return dict(packets=sent, bytes=nbytes, seconds=(snap["t1_ns"] - snap["t0_ns"]) / 1e9,
+    return dict(packets=sent, bytes=nbytes, seconds=_seconds(snap),
                 late=late, passes=passes, mode="timing x%g" % speed if timing else
                 ("rate %s" % r_obj if paced else "as fast as possible"))
