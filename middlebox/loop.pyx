@@ -15,7 +15,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from netmapy.includes.system cimport (POLLIN, POLLOUT, EINTR, clock_gettime, timespec,
                                       CLOCK_MONOTONIC, monotonic_ms)
 from netmapy.includes.abi cimport netmap_ring, nm_ring_space
-from netmapy.core cimport Port, poll_pair, poll_bridge, ring_move, pair_interrupted
+from netmapy.core cimport Port, poll_pair, poll_bridge, txsync_all, ring_move, pair_interrupted
 from netmapy.stop cimport stop_requested
 from middlebox.filter cimport Filter, filter_move
 from middlebox.counters cimport *
@@ -342,9 +342,8 @@ def merge(list ins, Port out, counters, int wait_ms=100, double seconds=0):
                     if not nm_ring_space(rx):
                         break
                 t += 1
-        for i in range(out.nic_tx):
-            if out.c_txsync(i) < 0:
-                out.raise_error()
+        if txsync_all(out) < 0:
+            out.raise_error()
         cv[W_HEARTBEAT] = _now_ns()
         if last and not busy:
             break

@@ -10,7 +10,8 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_WRITE
 from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF, nm_ring_space,
-                           nm_ring_next, NS_BUF_CHANGED, poll_pair, poll_bridge, interrupted,
+                           nm_ring_next, NS_BUF_CHANGED, poll_pair, poll_bridge, txsync_all,
+                           interrupted,
                            pair_interrupted)
 from netmapy.stop cimport stop_requested
 from middlebox.counters cimport *
@@ -127,17 +128,12 @@ def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0
         _move_py(a, b, fn_ab, swap, ctr + DIR0)
         _move_py(b, a, fn_ba, swap, ctr + DIR1)
         with nogil:
-            for i in range(b.nic_tx):
-                if b.c_txsync(i) < 0:
-                    rc = -1
-                    which = 2
-                    break
-            if rc >= 0:
-                for i in range(a.nic_tx):
-                    if a.c_txsync(i) < 0:
-                        rc = -1
-                        which = 1
-                        break
+            if txsync_all(b) < 0:
+                rc = -1
+                which = 2
+            elif txsync_all(a) < 0:
+                rc = -1
+                which = 1
         if rc < 0:
             break
         ctr[W_HEARTBEAT] = monotonic_ms() * 1000000

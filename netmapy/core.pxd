@@ -162,6 +162,15 @@ cdef inline uint32_t rx_pending(Port p) noexcept nogil:
     return n
 
 
+cdef inline int txsync_all(Port p) noexcept nogil:
+    # publish every NIC TX ring of p: 0, or -1 (the error kept in p)
+    cdef uint32_t i
+    for i in range(p.nic_tx):
+        if p.c_txsync(i) < 0:
+            return -1
+    return 0
+
+
 cdef inline int poll_bridge(Port a, Port b, int timeout_ms) noexcept nogil:
     # poll_pair() for a two-way loop: both ports for packets, and each also
     # for room in TX while the other one holds packets it could not move

@@ -12,7 +12,7 @@ from libc.string cimport memcpy
 from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT, EINTR
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
                            nm_ring_space, nm_ring_next, NS_BUF_CHANGED,
-                           ring_move, poll_pair, poll_bridge, interrupted,
+                           ring_move, poll_pair, poll_bridge, txsync_all, interrupted,
                            pair_interrupted)
 from netmapy.stop cimport stop_requested
 
@@ -363,19 +363,13 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
                 continue
             _move_all(a, b, swap, ctr)
             _move_all(b, a, swap, ctr + 2)
-            for i in range(b.nic_tx):
-                if b.c_txsync(i) < 0:
-                    rc = -1
-                    which = 2
-                    break
-            if rc < 0:
+            if txsync_all(b) < 0:
+                rc = -1
+                which = 2
                 break
-            for i in range(a.nic_tx):
-                if a.c_txsync(i) < 0:
-                    rc = -1
-                    which = 1
-                    break
-            if rc < 0:
+            if txsync_all(a) < 0:
+                rc = -1
+                which = 1
                 break
     if rc < 0:
         (a if which == 1 else b).raise_error()

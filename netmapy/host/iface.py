@@ -105,15 +105,7 @@ def _rtnl_link(ifidx):
     if typ == NLMSG_ERROR:
         err = -struct.unpack_from("i", data, 16)[0]
         raise OSError(err, "RTM_GETLINK: " + errno.errorcode.get(err, str(err)))
-    attrs = {}
-    off = 16 + 16
-    while off + 4 <= ln:
-        alen, atyp = struct.unpack_from("HH", data, off)
-        if alen < 4:
-            break
-        attrs[atyp & 0x3fff] = data[off + 4: off + alen]
-        off += (alen + 3) & ~3
-    return attrs
+    return _nested(data[16 + 16: ln])
 
 
 def _nested(blob):
