@@ -543,6 +543,33 @@ cdef int _check_signals() noexcept with gil:
 
 _pending = [None]
 
+cdef enum:
+    CHECK_NS = 100000000        # Python's signal handlers run every 100 ms
+
+
+cdef inline uint64_t _start(uint64_t *c, double seconds, uint64_t *dl,
+                            uint64_t *next_check) noexcept nogil:
+    # a loop starts: T0 in the counters, its deadline (0: none) and the
+    # first time Python's signal handlers run; returns now
+    cdef uint64_t now = pg_now()
+    pg_set(c, PGC_T0, now)
+    dl[0] = _deadline(seconds, now)
+    next_check[0] = now + CHECK_NS
+    return now
+
+
+cdef inline bint _signalled(uint64_t now, uint64_t *next_check, int *intr) noexcept nogil:
+    # once every CHECK_NS: let Python's handlers run; True (and intr set)
+    # when one raised (the loop ends, _finish re-raises)
+    if now < next_check[0]:
+        return False
+    next_check[0] = now + CHECK_NS
+    if _check_signals():
+        intr[0] = 1
+        return True
+    return False
+
+
 
 def _raise_pending():
     e = _pending[0]
@@ -631,10 +658,7 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
     ctr.set_state("running")
     with nogil:
         slack = pg_timerslack(1)
-        now = pg_now()
-        pg_set(c, PGC_T0, now)
-        dl = _deadline(seconds, now)
-        next_check = now + 100000000
+        now = _start(c, seconds, &dl, &next_check)
         if paced:
             pg_pacer_init(&pc, rv, bits, pace_us * 1000.0, g.maxlen, batch, now)
         while not _stopped(c):
@@ -643,11 +667,8 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
                 break
             if count and sent >= <uint64_t>count:
                 break
-            if now >= next_check:
-                next_check = now + 100000000
-                if _check_signals():
-                    intr = 1
-                    break
+            if _signalled(now, &next_check, &intr):
+                break
             want = batch
             if count and want > <uint64_t>count - sent:
                 want = <uint64_t>count - sent
@@ -793,10 +814,7 @@ def receive(Port port, long long count=0, double seconds=0, double idle=0,
     ctr.set_state("running")
     try:
         with nogil:
-            now = pg_now()
-            pg_set(c, PGC_T0, now)
-            dl = _deadline(seconds, now)
-            next_check = now + 100000000
+            now = _start(c, seconds, &dl, &next_check)
             while not _stopped(c):
                 if count and got >= <uint64_t>count:
                     break
@@ -805,11 +823,8 @@ def receive(Port port, long long count=0, double seconds=0, double idle=0,
                     break
                 if idle_ns and got and now - last >= idle_ns:
                     break
-                if now >= next_check:
-                    next_check = now + 100000000
-                    if _check_signals():
-                        intr = 1
-                        break
+                if _signalled(now, &next_check, &intr):
+                    break
                 if busy:
                     rc = _rx_sync_all(port)
                     if rc == 0:
@@ -912,21 +927,15 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
     try:
         with nogil:
             slack = pg_timerslack(1)
-            now = pg_now()
-            pg_set(c, PGC_T0, now)
-            dl = _deadline(seconds, now)
-            next_check = now + 100000000
+            now = _start(c, seconds, &dl, &next_check)
             while not _stopped(c):
                 now = pg_now()
                 if count and sent >= <uint64_t>count:
                     break
                 if dl and now >= dl:
                     break
-                if now >= next_check:
-                    next_check = now + 100000000
-                    if _check_signals():
-                        intr = 1
-                        break
+                if _signalled(now, &next_check, &intr):
+                    break
                 if next_due and now < next_due:
                     pg_wait_until(next_due if not dl or next_due < dl else dl, &early, &sleeps)
                     continue
@@ -1047,21 +1056,15 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
         raise ValueError("%s: pong needs RX and TX rings" % (port.name,))
     ctr.set_state("running")
     with nogil:
-        now = pg_now()
-        pg_set(c, PGC_T0, now)
-        dl = _deadline(seconds, now)
-        next_check = now + 100000000
+        now = _start(c, seconds, &dl, &next_check)
         while not _stopped(c):
             if count and done >= <uint64_t>count:
                 break
             now = pg_now()
             if dl and now >= dl:
                 break
-            if now >= next_check:
-                next_check = now + 100000000
-                if _check_signals():
-                    intr = 1
-                    break
+            if _signalled(now, &next_check, &intr):
+                break
             if busy:
                 rc = _rx_sync_all(port)
                 if rc == 0 and not pending:
@@ -1156,10 +1159,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
     ctr.set_state("running")
     with nogil:
         slack = pg_timerslack(1)
-        now = pg_now()
-        pg_set(c, PGC_T0, now)
-        dl = _deadline(seconds, now)
-        next_check = now + 100000000
+        now = _start(c, seconds, &dl, &next_check)
         if paced:
             pg_pacer_init(&pc, rv, bits, 50000.0, 1514, batch, now)
         r = src.rxr[0]
@@ -1170,11 +1170,8 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
             now = pg_now()
             if dl and now >= dl:
                 break
-            if now >= next_check:
-                next_check = now + 100000000
-                if _check_signals():
-                    intr = 1
-                    break
+            if _signalled(now, &next_check, &intr):
+                break
             if r.head == r.tail:
                 if pend:
                     rc = _poll(dst, 0, 0)
