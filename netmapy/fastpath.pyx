@@ -29,6 +29,18 @@ cdef inline long long _deadline(double seconds) noexcept nogil:
     return monotonic_ms() + <long long>(seconds * 1000)
 
 
+cdef inline bint _ended(long long count, long long done, long long dl, int idle_ms,
+                        long long last, long long *now) noexcept nogil:
+    # the end of a loop: count reached, deadline passed, or (idle_ms) that
+    # long without a packet since the last one; sets now
+    now[0] = monotonic_ms()
+    if count and done >= count:
+        return True
+    if dl and now[0] >= dl:
+        return True
+    return idle_ms != 0 and done != 0 and now[0] - last >= idle_ms
+
+
 def transmit(Port port, frame, long long count=0, double seconds=0,
              uint32_t batch=512, int wait_ms=100):
     """Send ``frame`` (bytes-like) ``count`` times (0: until stopped or
@@ -37,7 +49,7 @@ def transmit(Port port, frame, long long count=0, double seconds=0,
     Returns dict(packets, bytes, seconds)."""
     cdef const uint8_t[::1] f = memoryview(frame).cast("B")
     cdef uint32_t ln = f.shape[0], n, k, r, j
-    cdef long long sent = 0, dl = _deadline(seconds), want
+    cdef long long sent = 0, dl = _deadline(seconds), want, now
     cdef netmap_ring *t
     cdef int rc = 0
     cdef double t0
@@ -48,9 +60,7 @@ def transmit(Port port, frame, long long count=0, double seconds=0,
     t0 = time.perf_counter()
     with nogil:
         while not stop_requested():
-            if count and sent >= count:
-                break
-            if dl and monotonic_ms() >= dl:
+            if _ended(count, sent, dl, 0, 0, &now):
                 break
             for r in range(port.nic_tx):
                 t = port.txr[r]
@@ -96,12 +106,7 @@ def receive(Port port, long long count=0, double seconds=0, int idle_ms=0,
     cdef double t0 = time.perf_counter()
     with nogil:
         while not stop_requested():
-            if count and got >= count:
-                break
-            now = monotonic_ms()
-            if dl and now >= dl:
-                break
-            if idle_ms and got and now - last >= idle_ms:
+            if _ended(count, got, dl, idle_ms, last, &now):
                 break
             rc = port.c_poll(POLLIN, wait_ms)
             if rc < 0:
@@ -157,12 +162,7 @@ def forward(Port src, Port dst, long long count=0, double seconds=0,
         raise ValueError("forward() needs RX rings on src and TX rings on dst")
     with nogil:
         while not stop_requested():
-            if count and moved >= count:
-                break
-            now = monotonic_ms()
-            if dl and now >= dl:
-                break
-            if idle_ms and moved and now - last >= idle_ms:
+            if _ended(count, moved, dl, idle_ms, last, &now):
                 break
             rc = src.c_poll(POLLIN, wait_ms)
             if rc < 0:
@@ -235,7 +235,7 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
     Returns dict(sent, received, bytes, seconds)."""
     cdef const uint8_t[::1] f = memoryview(frame).cast("B")
     cdef uint32_t ln = f.shape[0], n, k, j, i, idx
-    cdef long long sent = 0, got = 0, dl = _deadline(seconds)
+    cdef long long sent = 0, got = 0, dl = _deadline(seconds), now
     cdef netmap_ring *t
     cdef netmap_ring *r
     cdef int rc = 0, which = 0
@@ -245,9 +245,7 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
     t0 = time.perf_counter()
     with nogil:
         while not stop_requested():
-            if count and got >= count:
-                break
-            if dl and monotonic_ms() >= dl:
+            if _ended(count, got, dl, 0, 0, &now):
                 break
             t = tx.txr[0]
             n = nm_ring_space(t)
