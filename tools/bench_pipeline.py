@@ -3,6 +3,7 @@ priority class stay fast under a bulk flood?
 
     python -m tools.bench_pipeline scaling --rules 10000 --seconds 10
     python -m tools.bench_pipeline latency --seconds 10
+    python -m tools.bench_pipeline zeroloss --rules 1000 --seconds 10
 
 scaling: one input (a pipe fed at full speed by a source process) fanned
 out to 1, then 2 filter workers running a 10,000-rule file (no rule
@@ -13,6 +14,10 @@ processes used) for 1 and 2 workers, and their ratio.  On this 2-core
 machine the source and the balancer share the cores with the workers, so
 the aggregate rate cannot double; per-core efficiency is what shows
 whether the design scales.
+
+zeroloss: the highest rate the whole pipeline (balancer -> filter
+workers -> merge, over pipes) takes with no loss, by paced trials
+(netmapy/tools/zeroloss.py), with 1 and 2 filter workers.
 
 latency: a bulk flood far above what the filter stage can take, plus a
 small flow (one probe per millisecond, stamped with the send time) of the
@@ -64,16 +69,24 @@ def rules_file(n):
     return f.name
 
 
-def _source(name, seconds, probe_ms, ready, out):
+def _source(name, seconds, probe_ms, ready, out, rate=0):
     import netmapy
     os.sched_setaffinity(0, {0})
     bulk = bulk_frames()
     with netmapy.open("pipe:%s{0" % name, slots=4096) as tx:
         ready.wait()
-        sent = probes = 0
+        sent = probes = offered = 0
         t0 = time.monotonic()
         next_probe = t0
         while time.monotonic() - t0 < seconds:
+            if rate:
+                # paced: a batch whenever the schedule allows one
+                due = t0 + offered / rate
+                now = time.monotonic()
+                if due > now:
+                    time.sleep(min(due - now, 0.001))
+                    continue
+            offered += len(bulk)
             sent += tx.send(bulk, timeout=0)          # never wait: drop here when full
             if probe_ms and time.monotonic() >= next_probe:
                 ts = time.monotonic_ns()
@@ -82,18 +95,25 @@ def _source(name, seconds, probe_ms, ready, out):
                 next_probe += probe_ms / 1000.0
             if not tx.tx_ring.space():
                 time.sleep(0.0002)
-        out.put(dict(sent=sent, probes=probes))
+        out.put(dict(sent=sent, probes=probes, offered=offered,
+                     seconds=time.monotonic() - t0))
 
 
-def _sink(name, seconds, out):
+def _sink(name, ready, done, out):
+    """Count what the pipeline delivers from the moment the source starts
+    until the source is done and nothing has arrived for 0.5 s (so packets
+    still in flight when the source stops are counted, not lost)."""
     import netmapy
     lat = []
     n = 0
     with netmapy.open("pipe:%s}0" % name, slots=4096) as rx:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            b = rx.recv(max=1024, timeout=0.2)
+        ready.wait()
+        last = time.monotonic()
+        while not (done.is_set() and time.monotonic() - last > 0.5):
+            b = rx.recv(max=1024, timeout=0.1)
             now = time.monotonic_ns()
+            if len(b):
+                last = time.monotonic()
             n += len(b)
             for s in b:
                 if s.len >= 52:
@@ -104,7 +124,8 @@ def _sink(name, seconds, out):
     out.put(dict(received=n, latencies_us=lat))
 
 
-def run_case(workers, seconds, rules=None, priority=None, lossy=False, probe_ms=0, budget=64):
+def run_case(workers, seconds, rules=None, priority=None, lossy=False, probe_ms=0, budget=64,
+             rate=0):
     name = "bp%d_%d" % (os.getpid(), int(time.time() * 1000) % 100000)
     argv = [sys.executable, "-m", "middlebox.pipeline", "pipe:%sin}0" % name,
             "pipe:%sout{0" % name, "--stages", "filter=%d" % workers, "--stats-json",
@@ -116,9 +137,9 @@ def run_case(workers, seconds, rules=None, priority=None, lossy=False, probe_ms=
     if lossy:
         argv += ["--lossy"]
     ctx = mp.get_context("fork")
-    ready, q_src, q_sink = ctx.Event(), ctx.Queue(), ctx.Queue()
-    src = ctx.Process(target=_source, args=(name + "in", seconds, probe_ms, ready, q_src))
-    sink = ctx.Process(target=_sink, args=(name + "out", seconds + 2, q_sink))
+    ready, done, q_src, q_sink = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Queue()
+    src = ctx.Process(target=_source, args=(name + "in", seconds, probe_ms, ready, q_src, rate))
+    sink = ctx.Process(target=_sink, args=(name + "out", ready, done, q_sink))
     src.start()
     sink.start()
     time.sleep(0.5)
@@ -132,9 +153,10 @@ def run_case(workers, seconds, rules=None, priority=None, lossy=False, probe_ms=
             break
     ready.set()
     s = q_src.get(timeout=seconds + 60)
+    done.set()
+    k = q_sink.get(timeout=120)                 # the pipeline has drained
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=60)
-    k = q_sink.get(timeout=60)
     src.join(5)
     sink.join(5)
     summary = json.loads([l for l in out.splitlines() if l.startswith('{"summary"')][0])["summary"]
@@ -169,6 +191,34 @@ def scaling(args):
                 two=res[2], ratio=ratio)
 
 
+def zeroloss(args):
+    """The highest rate the pipeline (balancer -> filter workers -> merge,
+    over pipes) takes with no loss: paced trials from the source; a batch
+    the input pipe has no room for is lost at the source, as it would be at
+    a NIC queue."""
+    from netmapy.tools.zeroloss import search
+    rules = rules_file(args.rules)
+    out = {}
+    for w in (1, 2):
+        def trial(rate):
+            c = run_case(w, args.seconds, rules=rules, rate=rate)
+            off, got = c["source"]["offered"], c["sink"]["received"]
+            return dict(offered_pps=off / c["source"]["seconds"], sent=off,
+                        lost=off - got, delivered=got)
+        # the ceiling: what the source offers unpaced
+        top = trial(0)
+        print("  %d worker(s) unpaced: offered %.0f pps, delivered %d of %d" % (
+            w, top["offered_pps"], top["delivered"], top["sent"]), file=sys.stderr, flush=True)
+        best, trials = search(trial, top["offered_pps"], max_trials=args.trials,
+                              tolerance=1e-5,
+                              report=lambda r: print("  %d worker(s) paced %.0f pps: lost %d of %d"
+                                                     % (w, r["offered_pps"], r["lost"], r["sent"]),
+                                                     file=sys.stderr, flush=True))
+        out[w] = dict(zero_loss_pps=best, unpaced=top, trials=trials)
+    os.unlink(rules)
+    return dict(benchmark="zeroloss", rules=args.rules, seconds=args.seconds, results=out)
+
+
 def latency(args):
     rules = rules_file(args.rules)
     out = {}
@@ -190,11 +240,13 @@ def latency(args):
 
 
 @cli.command("bench_pipeline", epilog=__doc__.split("\n\n", 1)[1])
-@click.argument("which", type=click.Choice(["scaling", "latency", "all"]))
+@click.argument("which", type=click.Choice(["scaling", "latency", "zeroloss", "all"]))
 @click.option("--rules", type=cli.IntRange(min=1), default=10000, show_default=True)
 @click.option("--seconds", type=cli.SECONDS, default=8, show_default=True)
 @click.option("--repeat", type=cli.IntRange(min=1), default=3, show_default=True)
 @click.option("--workers", type=cli.IntRange(1, 64), default=1, show_default=True)
+@click.option("--trials", type=cli.IntRange(min=1), default=6, show_default=True,
+              help="zeroloss: most paced trials per search")
 @click.option("--json", metavar="FILE", type=click.Path(dir_okay=False),
               help="also write the results as JSON")
 @cli.common_options(version=False)
@@ -212,6 +264,13 @@ def run(args):
         print("filter stage, %d rules: 1 worker %.0f packets/CPU-s, 2 workers %.0f packets/CPU-s "
               "(ratio %.2f)" % (args.rules, r["one"]["per_cpu_second"], r["two"]["per_cpu_second"],
                                r["ratio"]))
+    if args.which in ("zeroloss", "all"):
+        r = zeroloss(args)
+        results.append(r)
+        for w, v in sorted(r["results"].items()):
+            print("pipeline over pipes, %d filter worker(s), %d rules: zero-loss %.0f pps "
+                  "(unpaced source: %.0f pps offered)" % (w, args.rules, v["zero_loss_pps"],
+                                                          v["unpaced"]["offered_pps"]))
     if args.which in ("latency", "all"):
         r = latency(args)
         results.append(r)
