@@ -23,17 +23,7 @@
 
 #include "../includes/mb_parse.h"     /* the parser, shared with mb_filter.h */
 
-/* mb_filter.h's rule constants (that header is user-space C) */
-#define MB_ACT_DENY 0
-#define MB_ACT_ALLOW 1
-#define MB_ACT_RATELIMIT 2
-#define MB_R_PROTO 0x01
-#define MB_R_SRC 0x02
-#define MB_R_DST 0x04
-#define MB_R_SPORT 0x08
-#define MB_R_DPORT 0x10
-#define MB_R_IP4 0x20
-#define MB_R_IP6 0x40
+#include "../includes/mb_match.h"     /* the rule match, shared with mb_filter.h */
 
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -130,35 +120,14 @@ struct pkt {
 #define MB_INLINE static __always_inline
 #include "../includes/mb_parse.h"
 
-static __always_inline int matches(const struct mbk_rule *r, const struct pkt *p)
-{
-    __u8 m = r->match;
-    if (!m)
-        return 1;
-    if (p->l3 == MB_L3_NONE || (p->flags & MB_F_MALFORMED))
-        return 0;
-    if ((m & MB_R_IP4) && p->l3 != MB_L3_IP4)
-        return 0;
-    if ((m & MB_R_IP6) && p->l3 != MB_L3_IP6)
-        return 0;
-    if ((m & MB_R_PROTO) && p->proto != r->proto)
-        return 0;
-    if ((m & MB_R_SRC) && (((p->shi & r->src_mask_hi) != r->src_hi) ||
-                           ((p->slo & r->src_mask_lo) != r->src_lo)))
-        return 0;
-    if ((m & MB_R_DST) && (((p->dhi & r->dst_mask_hi) != r->dst_hi) ||
-                           ((p->dlo & r->dst_mask_lo) != r->dst_lo)))
-        return 0;
-    if (m & (MB_R_SPORT | MB_R_DPORT)) {
-        if (!(p->flags & MB_F_L4))
-            return 0;
-        if ((m & MB_R_SPORT) && (p->sport < r->sport_lo || p->sport > r->sport_hi))
-            return 0;
-        if ((m & MB_R_DPORT) && (p->dport < r->dport_lo || p->dport > r->dport_hi))
-            return 0;
-    }
-    return 1;
-}
+/* mb_match.h's rule match */
+#define MB_MATCH_NAME matches
+#define MB_MATCH_PARAMS const struct mbk_rule *r, const struct pkt *p
+#define MB_SHI p->shi
+#define MB_SLO p->slo
+#define MB_DHI p->dhi
+#define MB_DLO p->dlo
+#include "../includes/mb_match.h"
 
 struct walk {
     const struct pkt *p;

@@ -58,15 +58,7 @@ static inline void mb_parse(const uint8_t *f, uint32_t len, struct mb_pkt *p)
 }
 
 /* ------------------------------------------------------------------ rules */
-enum { MB_ACT_DENY = 0, MB_ACT_ALLOW = 1, MB_ACT_RATELIMIT = 2 };
-
-#define MB_R_PROTO   0x01
-#define MB_R_SRC     0x02
-#define MB_R_DST     0x04
-#define MB_R_SPORT   0x08
-#define MB_R_DPORT   0x10
-#define MB_R_IP4     0x20   /* only IPv4 */
-#define MB_R_IP6     0x40   /* only IPv6 */
+#include "mb_match.h"      /* MB_ACT_*, MB_R_*; the rule match below */
 
 struct mb_rule {
     uint8_t  action;
@@ -135,34 +127,15 @@ static inline void mb_addr_words(const uint8_t *a, uint64_t *hi, uint64_t *lo)
     *lo = l;
 }
 
-static inline int mb_rule_matches(const struct mb_rule *r, const struct mb_pkt *p,
-                                  uint64_t shi, uint64_t slo, uint64_t dhi, uint64_t dlo)
-{
-    uint8_t m = r->match;
-    if (!m)
-        return 1;
-    if (p->l3 == MB_L3_NONE || (p->flags & MB_F_MALFORMED))
-        return 0;
-    if ((m & MB_R_IP4) && p->l3 != MB_L3_IP4)
-        return 0;
-    if ((m & MB_R_IP6) && p->l3 != MB_L3_IP6)
-        return 0;
-    if ((m & MB_R_PROTO) && p->proto != r->proto)
-        return 0;
-    if ((m & MB_R_SRC) && (((shi & r->src_mask_hi) != r->src_hi) || ((slo & r->src_mask_lo) != r->src_lo)))
-        return 0;
-    if ((m & MB_R_DST) && (((dhi & r->dst_mask_hi) != r->dst_hi) || ((dlo & r->dst_mask_lo) != r->dst_lo)))
-        return 0;
-    if (m & (MB_R_SPORT | MB_R_DPORT)) {
-        if (!(p->flags & MB_F_L4))
-            return 0;
-        if ((m & MB_R_SPORT) && (p->sport < r->sport_lo || p->sport > r->sport_hi))
-            return 0;
-        if ((m & MB_R_DPORT) && (p->dport < r->dport_lo || p->dport > r->dport_hi))
-            return 0;
-    }
-    return 1;
-}
+/* the rule match is mb_match.h's, shared with the in-kernel rule program */
+#define MB_MATCH_NAME mb_rule_matches
+#define MB_MATCH_PARAMS const struct mb_rule *r, const struct mb_pkt *p, \
+                        uint64_t shi, uint64_t slo, uint64_t dhi, uint64_t dlo
+#define MB_SHI shi
+#define MB_SLO slo
+#define MB_DHI dhi
+#define MB_DLO dlo
+#include "mb_match.h"
 
 static inline uint64_t mb_hash(uint64_t hi, uint64_t lo, uint32_t rule)
 {
