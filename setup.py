@@ -85,6 +85,8 @@ class BuildExt(build_ext):
     clear line, not a compiler error), and builds the BPF programs."""
 
     def run(self):
+        if self.inplace:
+            _remove_moved()
         found = {name: find_library(name) for name in LIBS}
         build_bpf()                                  # in place (editable, --inplace)
         if not self.inplace and self.build_lib:
@@ -96,6 +98,18 @@ class BuildExt(build_ext):
                 ext.library_dirs += [d for d in libdirs if d not in ext.library_dirs]
                 ext.libraries += [l for l in libs if l not in ext.libraries]
         super().run()
+
+
+#: extensions that moved (docs/architecture.md): a stale build of the old
+#: name would shadow the package or the re-export that replaced it
+MOVED = ["netmapy/pktgen", "netmapy/backends/xdp", "netmapy/backends/netmap"]
+
+
+def _remove_moved():
+    import glob
+    for old in MOVED:
+        for f in glob.glob(old + ".cpython-*.so") + glob.glob(old + ".c"):
+            os.remove(f)
 
 
 #: extension -> the LIBS it links with
@@ -112,16 +126,20 @@ extensions = [
     ext("netmapy.stop"),
     ext("netmapy.core"),
     ext("netmapy.fastpath"),
-    ext("netmapy.pktgen"),
+    ext("netmapy.tools.pktgen_engine"),
     ext("netmapy.backends.pipe"),
     ext("netmapy.backends.packet"),
     ext("netmapy.backends.pcap", ["libpcap"]),
-    ext("netmapy.backends.netmap"),
+    ext("netmapy.backends.netmap.port"),
+    ext("middlebox.counters"),
     ext("middlebox.filter", ["libpcap"]),
     ext("middlebox.swap", ["libpcap"]),
     ext("middlebox.loop", ["libpcap"]),
+    ext("middlebox.pyloop"),
     ext("middlebox.lb", ["libpcap"]),
-    ext("netmapy.backends.xdp", ["libbpf"]),
+    ext("netmapy.backends.xdp.bpf", ["libbpf"]),
+    ext("netmapy.backends.xdp.attach", ["libbpf"]),
+    ext("netmapy.backends.xdp.port", ["libbpf"]),
     ext("middlebox.kfilter", ["libbpf", "libpcap"], ["middlebox/csrc/mb_kern.c"]),
 ]
 

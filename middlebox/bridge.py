@@ -31,7 +31,8 @@ from netmapy.names import PortName
 from .jobs import BridgeJob, PortSpec
 from .options import (filter_options, filter_specs, check_filters, service_options,
                       attack_option, netmask_for)
-from .supervisor import Supervisor, numa_cpus
+from netmapy.host.cpus import local_first as numa_cpus
+from .supervisor import Supervisor
 
 EPILOG = """\
 examples:
@@ -83,7 +84,7 @@ def command(args):
 def check(args, cfg):
     """--check: (problems, notes) about the resolved settings, without
     touching any interface (middlebox.service)."""
-    from netmapy import iface, netns as nsmod
+    from netmapy.host import iface, netns as nsmod
     from netmapy.errors import NetmapyError
     problems = []
     if args.if_a is None:
@@ -122,7 +123,7 @@ def _ifname(v):
 
 
 def _queues(args, names):
-    from netmapy import iface, netns as nsmod
+    from netmapy.host import iface, netns as nsmod
     counts = []
     with nsmod.netns(args.netns):
         for n in names:

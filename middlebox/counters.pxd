@@ -1,12 +1,14 @@
-# The worker counter block, for the C loops (middlebox.loop, middlebox.lb,
-# middlebox.filter).  middlebox/stats.py describes the same layout for
-# Python (the supervisor); tests/test_pipeline.py checks that they agree.
+# The worker counter block: declared here, once.  The C loops
+# (middlebox.loop, middlebox.lb, middlebox.filter, middlebox.swap,
+# middlebox.kfilter) cimport it; Python (middlebox.stats, the supervisor)
+# imports the same values from the compiled module middlebox.counters
+# (counters.pyx: a cpdef enum is a module attribute there).
 #
 # One block of BLOCK_WORDS uint64 per worker: fixed words, then one group
 # of 8 counters per direction (DIR0: a->b or the only direction, DIR1: b->a
 # or a stage's priority input) in the RX .. ERRORS order.
 
-cdef enum:
+cpdef enum:
     W_PID = 0
     W_RESTARTS = 1
     W_HEARTBEAT = 2       # CLOCK_MONOTONIC ns of the last loop round

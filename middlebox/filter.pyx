@@ -34,7 +34,7 @@ cdef extern from "mb_dsample.h" nogil:
 import ipaddress
 
 from netmapy.errors import NetmapyError
-from netmapy import cbpf as _cbpf
+from netmapy.host import cbpf as _cbpf
 from . import rules as _rules
 
 
@@ -73,7 +73,7 @@ def parse_bpf_text(text, source="<bpf>"):
     "code jt jf k" lines) or as `tcpdump -dd` C fragments; also the
     single-line comma form of iptables -m bpf / bpftools
     ("4,48 0 0 9,21 0 1 17,6 0 0 65535,6 0 0 0").  Checked as
-    netmapy.cbpf.check does (FilterError names the instruction and the fix)."""
+    netmapy.host.cbpf.check does (FilterError names the instruction and the fix)."""
     return _cbpf.check(_cbpf.parse_text(text, source, FilterError), source, FilterError)
 
 
@@ -303,7 +303,7 @@ cdef class Filter:
         text.  drop=True: matching packets are dropped; else only matching
         packets pass.  A program with backward jumps (libpcap's `protochain`)
         runs in netmapy's interpreter, which allows loop_limit backward jumps
-        per packet (default netmapy.cbpf.LOOP_LIMIT) and ends the program
+        per packet (default netmapy.host.cbpf.LOOP_LIMIT) and ends the program
         with 0 at the next; the others in libpcap's own.  Errors name the
         program as `source` (default: the stage name)."""
         cdef int s = self._stage()

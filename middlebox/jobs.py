@@ -145,10 +145,10 @@ class BridgeJob(Job):
         from middlebox import loop
         a, b = ctx.ports
         if self.python:
-            from netmapy import fastpath
+            from middlebox import pyloop
             from middlebox.worker import load_function
             fn = load_function(self.python)
-            fastpath.bridge_py(a, b, fn, counters=ctx.counters, wait_ms=self.wait_ms,
+            pyloop.bridge_py(a, b, fn, counters=ctx.counters, wait_ms=self.wait_ms,
                                seconds=self.seconds)
             return
         from middlebox.swap import FilterSwap
@@ -260,7 +260,7 @@ class StageJob(Job):
         lo, out = ctx.ports[0], ctx.ports[1]
         hi = ctx.ports[2] if len(ctx.ports) > 2 else None
         if self.python:
-            from netmapy import fastpath
+            from middlebox import pyloop
             from middlebox.worker import load_function
             from middlebox import stats as st
             fn = load_function(self.python)
@@ -268,7 +268,7 @@ class StageJob(Job):
             if self.loop:
                 fn(lo, out, hi)
             else:
-                fastpath.forward_py(lo, out, fn, counters=ctx.counters, hi=hi)
+                pyloop.forward_py(lo, out, fn, counters=ctx.counters, hi=hi)
             return
         from middlebox import loop
         loop.stage(lo, out, ctx.filters[0], ctx.counters, hi=hi, budget=self.budget,

@@ -2,7 +2,7 @@
 """The workers' nogil loops: filter and forward between two ports (bridge),
 or filter one RX queue into a reinjection ring (offload).  Counters go to a
 caller-provided uint64 block (shared memory the supervisor samples), in the
-layout of middlebox/stats.py.
+layout declared in middlebox/counters.pxd.
 
 The loops end on the process-wide stop request (netmapy.stop: a worker
 installs its C signal handlers with ``netmapy.stop.install_handlers()``),
@@ -15,7 +15,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from netmapy.includes.system cimport (POLLIN, POLLOUT, EINTR, clock_gettime, timespec,
                                       CLOCK_MONOTONIC, monotonic_ms)
 from netmapy.includes.abi cimport netmap_ring, nm_ring_space
-from netmapy.core cimport Port, poll_pair, ring_move, pair_interrupted
+from netmapy.core cimport Port, poll_pair, poll_bridge, txsync_all, ring_move, pair_interrupted
 from netmapy.stop cimport stop_requested
 from middlebox.filter cimport Filter, filter_move
 from middlebox.counters cimport *
@@ -28,23 +28,10 @@ import time
 from netmapy.stop import request as stop, reset, requested as stopping
 from netmapy.stop import install_handlers as install_signal_handlers
 
-# the block layout, for tests that compare it with middlebox/stats.py
-LAYOUT = dict(W_PID=W_PID, W_RESTARTS=W_RESTARTS, W_HEARTBEAT=W_HEARTBEAT, W_STATE=W_STATE,
-              W_QUEUE=W_QUEUE, W_CPU=W_CPU, DIR0=DIR0, DIR1=DIR1, W_SAMPLED=W_SAMPLED,
-              W_FAILED=W_FAILED, W_KDROPS=W_KDROPS, BLOCK_WORDS=BLOCK_WORDS,
-              FIELDS=(RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS))
-
 cdef inline uint64_t _now_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
-
-
-cdef inline uint32_t _pending(Port p) noexcept nogil:
-    cdef uint32_t i, n = 0
-    for i in range(p.nic_rx):
-        n += nm_ring_space(p.rxr[i])
-    return n
 
 
 cdef uint32_t _direction(Port src, Port dst, Filter f, uint64_t *c, uint64_t now,
@@ -107,7 +94,7 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
     cdef bint swap = a.mem is b.mem
     cdef netmap_ring *sa = sample_a.txr[0] if sample_a is not None else NULL
     cdef netmap_ring *sb = sample_b.txr[0] if sample_b is not None else NULL
-    cdef int rc = 0, ev_a, ev_b, which = 0, last = 0
+    cdef int rc = 0, which = 0, last = 0
     cdef uint64_t now, deadline = 0, unsampled = 0, kread = 0
     cdef uint64_t kbase_a = cv[W_KDROPS], kbase_b = cv[W_KDROPS + 1]
     # hot reload: the filters are read through sw at every batch boundary
@@ -125,13 +112,7 @@ def bridge(Port a, Port b, Filter f_ab, Filter f_ba, counters, Port sample_a=Non
         while True:
             if stop_requested() or (deadline and _now_ns() >= deadline):
                 last = 1
-            ev_a = POLLIN
-            ev_b = POLLIN
-            if _pending(a):
-                ev_b |= POLLOUT
-            if _pending(b):
-                ev_a |= POLLOUT
-            rc = poll_pair(a, ev_a, b, ev_b, 0 if last else wait_ms)
+            rc = poll_bridge(a, b, 0 if last else wait_ms)
             if rc < 0:
                 which = -rc
                 if pair_interrupted(a, b, which) >= 0:
@@ -361,9 +342,8 @@ def merge(list ins, Port out, counters, int wait_ms=100, double seconds=0):
                     if not nm_ring_space(rx):
                         break
                 t += 1
-        for i in range(out.nic_tx):
-            if out.c_txsync(i) < 0:
-                out.raise_error()
+        if txsync_all(out) < 0:
+            out.raise_error()
         cv[W_HEARTBEAT] = _now_ns()
         if last and not busy:
             break

@@ -31,12 +31,14 @@ import sys
 import click
 
 import netmapy
-from netmapy import cli, iface, netns as nsmod
+from netmapy import cli
+from netmapy.host import iface, netns as nsmod
 from netmapy.names import PortName
 from .jobs import OffloadJob, PortSpec
 from .options import (filter_options, filter_specs, check_filters, service_options,
                       attack_option, netmask_for)
-from .supervisor import Supervisor, numa_cpus
+from netmapy.host.cpus import local_first as numa_cpus
+from .supervisor import Supervisor
 
 EPILOG = __doc__.split("\n\n", 1)[1] + "\n" + cli.completion_help("nm-offload")
 
@@ -106,7 +108,7 @@ def check(args, cfg):
     netmask = netmask_for(args, args.ifname)
     problems += check_filters(args, cfg, netmask)
     if args.steer:
-        from netmapy.xdpprog import compile_filter, steer_program
+        from netmapy.backends.xdp.prog import compile_filter, steer_program
         try:
             steer_program(compile_filter(args.steer, netmask=netmask,
                                          netmask_from=args.ifname if netmask is None else None),
@@ -241,7 +243,7 @@ def run(args, cfg=None, out=sys.stdout):
     filters, names, descs = filter_specs(args, [netmask])
     specs = plan(args)
     if args.steer:
-        from netmapy.xdpprog import compile_filter, steer_program
+        from netmapy.backends.xdp.prog import compile_filter, steer_program
         # a bad expression is one line, now
         steer_program(compile_filter(args.steer, netmask=netmask,
                                      netmask_from=args.ifname if netmask is None else None),

@@ -66,7 +66,7 @@ class NetmaskType(click.ParamType):
     name = "MASK"
 
     def convert(self, value, param, ctx):
-        from netmapy import cbpf
+        from netmapy.host import cbpf
         try:
             cbpf.parse_netmask(value)
         except cbpf.CbpfError as e:
@@ -91,7 +91,8 @@ def netmask_for(args, port):
     interface name or a PortName): --netmask when given, else the IPv4
     netmask of the interface behind it, read in --netns; None when there is
     none (pipes, capture files, an interface without an address)."""
-    from netmapy import NetmapyError, iface, netns as nsmod
+    from netmapy import NetmapyError
+    from netmapy.host import iface, netns as nsmod
     if getattr(args, "netmask", None) is not None:
         return args.netmask
     if port is None:

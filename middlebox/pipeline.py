@@ -120,7 +120,7 @@ def remove_stale_pipes(out=sys.stderr):
     supervisor's) whose ends are all dead too (a SIGKILLed pipeline whose
     workers were killed as well); returns what pipe.clean_stale() did."""
     from netmapy.backends import pipe
-    from .nic import _proc_start_time
+    from netmapy.host.proc import start_time as _proc_start_time
     dead = [d for d in pipe.list_domains()
             if re.fullmatch(r"pl\d+", d) and int(d[2:]) != os.getpid() and
             _proc_start_time(int(d[2:])) is None]

@@ -19,7 +19,7 @@ waits for the outcome and prints it: exit 0 when the new filters are in
 force, 1 when the reload was refused (the old ones stay).
 
 A running supervisor keeps its state in ``ctl/PROG-PID.json`` of the run
-directory (netmapy.rundir): the configuration file, the rules in force
+directory (netmapy.host.rundir): the configuration file, the rules in force
 and their counter slots, the number of reloads and the last one's outcome.
 """
 
@@ -40,12 +40,12 @@ LIVE_PARAMS = ("rules", "filter", "drop", "bpf")
 
 
 def _ctl_dir():
-    from netmapy import rundir
+    from netmapy.host import rundir
     return rundir.rundir("ctl")
 
 
 def _start_time(pid):
-    from .nic import _proc_start_time
+    from netmapy.host.proc import start_time as _proc_start_time
     return _proc_start_time(pid)
 
 
@@ -116,7 +116,7 @@ def find_instance(prog, config=None, netns=None, ifname=None):
                     st["_path"] = os.path.join(d, f)
                     return st
     if ifname:
-        from .supervisor import InterfaceLock
+        from .ifacelock import InterfaceLock
         lk = InterfaceLock(prog, netns, ifname)
         try:
             with open(lk.path) as f:
@@ -233,7 +233,7 @@ class Service:
         over `seconds`, read from its shared memory (read-only)."""
         from . import stats as st_
         from .attack import AttackView
-        from .supervisor import rate_rows, table_lines
+        from .table import rate_rows, table_lines
         state = self.instance(cfg)
         stats = st_.Stats.open(state["stats"], writable=False)
         slots = [r["slot"] for r in state.get("rules", [])]

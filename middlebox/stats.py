@@ -13,7 +13,9 @@ them).  `rx = fwd + drop + errors + failed` holds exactly, per direction;
 fwd counts only what was handed over; ratelimited counts the drops a rate
 limit decided; errors, the packets that could not be forwarded at all
 (larger than the output's buffers: released, never truncated).
-middlebox/counters.pxd declares the same layout for the C loops.
+The layout is declared once, in middlebox/counters.pxd; the C loops
+cimport it and this module takes its values from the compiled module
+(middlebox.counters).
 
 The per-rule counters are slots: a supervisor that reloads its filters
 (middlebox.reload) sizes them with room to spare and keeps a rule's counter
@@ -36,23 +38,27 @@ import re
 import struct
 import time
 
+from middlebox import counters as _c
+
 MAGIC = 0x5354534258424d4e          # "NMBXBSTS"
 VERSION = 2
 HEADER_WORDS = 16
-BLOCK_WORDS = 32                    # per-worker fixed counters
+BLOCK_WORDS = _c.BLOCK_WORDS        # per-worker fixed counters
 H_OWNER_PID, H_OWNER_START = 5, 6   # header: who created the file
 H_RING_SLOTS, H_ONE_IN = 7, 8       # header: the drop sample rings
 RING_HEADER = 64                    # bytes: struct mb_ds_ring
 RING_SLOT = 40                      # bytes: struct mb_ds_slot
 DEFAULT_RING_SLOTS = 1024
 
-# per-worker fixed words
-W_PID, W_RESTARTS, W_HEARTBEAT, W_STATE, W_QUEUE, W_CPU = 0, 1, 2, 3, 4, 5
-DIR_BASE = (8, 16)                  # direction 0 and 1
-RX, RX_BYTES, FWD, FWD_BYTES, DROP, DROP_BYTES, LIMITED, ERRORS = range(8)
-W_SAMPLED = 24
-W_FAILED = (25, 26)                 # failed, per direction
-W_KDROPS = (27, 28)                 # kernel_drops, per direction (the input port's)
+# per-worker fixed words (middlebox/counters.pxd)
+W_PID, W_RESTARTS, W_HEARTBEAT = _c.W_PID, _c.W_RESTARTS, _c.W_HEARTBEAT
+W_STATE, W_QUEUE, W_CPU = _c.W_STATE, _c.W_QUEUE, _c.W_CPU
+DIR_BASE = (_c.DIR0, _c.DIR1)       # direction 0 and 1
+RX, RX_BYTES, FWD, FWD_BYTES = _c.RX, _c.RX_BYTES, _c.FWD, _c.FWD_BYTES
+DROP, DROP_BYTES, LIMITED, ERRORS = _c.DROP, _c.DROP_BYTES, _c.LIMITED, _c.ERRORS
+W_SAMPLED = _c.W_SAMPLED
+W_FAILED = (_c.W_FAILED, _c.W_FAILED + 1)   # failed, per direction
+W_KDROPS = (_c.W_KDROPS, _c.W_KDROPS + 1)   # kernel_drops, per direction (the input port's)
 FIELDS = ("rx", "rx_bytes", "fwd", "fwd_bytes", "drop", "drop_bytes", "ratelimited", "errors")
 ALL_FIELDS = FIELDS + ("failed", "kernel_drops")   # what snapshot() gives per direction
 STATE_NAMES = {0: "starting", 1: "running", 2: "stopping", 3: "stopped", 4: "dead"}
@@ -60,7 +66,7 @@ STATE_NAMES = {0: "starting", 1: "running", 2: "stopping", 3: "stopped", 4: "dea
 
 def rundir():
     """Where the counter files live: stats/ in netmapy's run directory."""
-    from netmapy import rundir as _rundir
+    from netmapy.host import rundir as _rundir
     return _rundir.rundir("stats")
 
 
@@ -81,7 +87,7 @@ class Stats:
         os.close(fd)
         self.words = memoryview(self.mm).cast("Q")
         if create:
-            from .nic import _proc_start_time
+            from netmapy.host.proc import start_time as _proc_start_time
             self.words[1] = VERSION
             self.words[2] = nworkers
             self.words[3] = nrules
@@ -210,7 +216,7 @@ def remove_stale(prog):
     """Remove the counter files of dead runs of `prog` (a SIGKILLed
     supervisor cannot remove its own); returns [(path, pid)].  A file whose
     process lives (the same process: its start time matches) is kept."""
-    from .nic import _proc_start_time
+    from netmapy.host.proc import start_time as _proc_start_time
     d = rundir()
     pat = re.compile(re.escape(prog) + r"-(\d+)\.stats")
     gone = []

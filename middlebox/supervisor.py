@@ -36,7 +36,6 @@ As a service (nm-offload, netmapy-bridge):
   event on stderr, and one line of rates per interval on stdout.
 """
 
-import fcntl
 import http.server
 import json
 import multiprocessing as mp
@@ -48,156 +47,13 @@ import time
 
 from netmapy import stop
 from netmapy.errors import NetmapyError
-from netmapy.units import parse_cpulist
 from . import stats as st
 
 
-class AlreadyRunning(NetmapyError):
-    pass
-
-
-def lockdir():
-    """Where the interface locks live: locks/ in netmapy's run directory."""
-    from netmapy import rundir as _rundir
-    return _rundir.rundir("locks")
-
-
-class InterfaceLock:
-    """An exclusive flock per (namespace, interface); released by the kernel
-    when the holder dies, so a SIGKILLed supervisor never blocks a restart."""
-
-    def __init__(self, prog, netns, ifname):
-        self.path = os.path.join(lockdir(), "%s.%s.lock" % (netns or "-", ifname))
-        self.prog, self.netns, self.ifname = prog, netns, ifname
-        self.fd = None
-
-    def acquire(self):
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                try:
-                    holder = os.read(fd, 200).decode(errors="replace").strip()
-                finally:
-                    os.close(fd)
-                where = self.ifname + (" in namespace %s" % self.netns if self.netns else "")
-                raise AlreadyRunning("another middlebox is already running on %s (%s); stop "
-                                     "it first" % (where, holder or "pid unknown")) from None
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)            # unlinked by its last holder meanwhile: the lock is a new file
-        os.ftruncate(fd, 0)
-        os.write(fd, ("%s pid %d" % (self.prog, os.getpid())).encode())
-        self.fd = fd
-
-    def release(self):
-        if self.fd is not None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            os.close(self.fd)
-            self.fd = None
-
-
-def remove_stale_locks(prog, out=sys.stderr):
-    """Remove the lock files of dead runs of `prog` (nobody holds their
-    lock: the kernel released it when the holder died); returns their
-    paths.  A live holder's lock, or another program's, is left alone."""
-    d = lockdir()
-    gone = []
-    for f in os.listdir(d):
-        if not f.endswith(".lock"):
-            continue
-        path = os.path.join(d, f)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue                            # held: a live run
-            holder = os.read(fd, 200).decode(errors="replace").split()
-            if holder[:2] != [prog, "pid"]:
-                continue
-            try:
-                if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                    continue
-                os.unlink(path)                     # under the lock: see acquire()
-            except FileNotFoundError:
-                continue
-            gone.append(path)
-            print("%s: removed the lock file of a dead run (%s): %s" % (
-                prog, " ".join(holder), path), file=out)
-        finally:
-            os.close(fd)
-    return gone
-
-
-def numa_cpus(ifname):
-    """CPUs of the NUMA node the interface's device sits on (all CPUs when
-    the machine or the device does not say)."""
-    allowed = sorted(os.sched_getaffinity(0))
-    try:
-        with open("/sys/class/net/%s/device/numa_node" % ifname) as f:
-            node = int(f.read().strip())
-        if node < 0:
-            return allowed
-        with open("/sys/devices/system/node/node%d/cpulist" % node) as f:
-            cpus = parse_cpulist(f.read())
-        local = [c for c in cpus if c in allowed]
-        return local + [c for c in allowed if c not in local] if local else allowed
-    except (OSError, ValueError):
-        return allowed
-
-
-def rate_rows(prev, snap, dt, dir_names):
-    """Per worker and direction: counters and rates between two snapshots
-    (Stats.snapshot) `dt` seconds apart."""
-    dt = max(1e-6, dt)
-    rows = []
-    for w, (cur, old) in enumerate(zip(snap, prev)):
-        for d in range(2):
-            c, o = cur["dirs"][d], old["dirs"][d]
-            if d == 1 and dir_names[w][1] == "-":
-                continue
-            rows.append(dict(worker=w, queue=cur["queue"], cpu=cur["cpu"], dir=d,
-                             state=cur["state"], restarts=cur["restarts"],
-                             rx_pps=(c["rx"] - o["rx"]) / dt,
-                             fwd_pps=(c["fwd"] - o["fwd"]) / dt,
-                             drop_pps=(c["drop"] - o["drop"]) / dt,
-                             fwd_bps=8 * (c["fwd_bytes"] - o["fwd_bytes"]) / dt,
-                             rx=c["rx"], fwd=c["fwd"], drop=c["drop"],
-                             ratelimited=c["ratelimited"], errors=c["errors"],
-                             failed=c["failed"], kernel_drops=c["kernel_drops"]))
-    return rows
-
-
-def table_lines(prog, rows, dir_names, rules=None, generation=None):
-    """The live table: a line per worker and direction, then the rules."""
-    lines = ["%s  %s" % (prog, time.strftime("%H:%M:%S")),
-             "%3s %5s %3s %-6s %-8s %10s %10s %10s %9s %12s %12s %8s %9s %3s" % (
-                 "wrk", "queue", "cpu", "dir", "state", "rx pps", "fwd pps", "drop pps",
-                 "Mbit/s", "forwarded", "dropped", "failed", "lost-in-k", "rst")]
-    for r in rows:
-        lines.append("%3d %5d %3d %-6s %-8s %10.0f %10.0f %10.0f %9.1f %12d %12d %8d %9d %3d" % (
-            r["worker"], r["queue"], r["cpu"], dir_names[r["worker"]][r["dir"]][:6],
-            r["state"], r["rx_pps"], r["fwd_pps"], r["drop_pps"], r["fwd_bps"] / 1e6,
-            r["fwd"], r["drop"], r["failed"], r["kernel_drops"], r["restarts"]))
-    if rules:
-        lines.append("rules (packets decided / rate-limited)%s:" % (
-            ", generation %d" % generation if generation is not None else ""))
-        for r in rules:
-            lines.append("  %-24s %12d %10d  %s" % (r["rule"], r["packets"], r["ratelimited"],
-                                                    r["text"][:60]))
-    return lines
+# the interface locks and the live table have their own modules; these
+# names stay here for code that imports them from the supervisor
+from .ifacelock import AlreadyRunning, InterfaceLock, lockdir, remove_stale_locks  # noqa: E402,F401
+from .table import rate_rows, table_lines  # noqa: E402,F401
 
 
 class _Prom(http.server.BaseHTTPRequestHandler):

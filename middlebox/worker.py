@@ -77,10 +77,8 @@ def main(job, index, stats_path, parent, errors=None, ctl=None):
     from middlebox.jobs import WorkerContext
     from netmapy import stop
     # SIGTERM/SIGINT set the process-wide stop flag (C handlers) that every
-    # loop below reads, also while it never returns to Python; the xdp
-    # backend must not replace them with Python ones (those would wait for
-    # the GIL)
-    os.environ["NETMAPY_NO_SIGNAL_HANDLERS"] = "1"
+    # loop below reads, also while it never returns to Python (Python
+    # handlers would wait for the GIL)
     stop.reset()
     stop.install_handlers()
     # a reload is the supervisor's signal (SIGHUP), not ours: a hangup of

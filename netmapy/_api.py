@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .names import parse_name, PortName
 from .backends import resolve
-from . import netns as _netns
+from .host import netns as _netns
 
 if TYPE_CHECKING:
     from .core import Port

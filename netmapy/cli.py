@@ -169,7 +169,14 @@ def _complete_var(prog):
 
 
 def run(cmd, argv=None, prog=None):
-    """Run a click command the netmapy way; returns the exit code."""
+    """Run a click command the netmapy way; returns the exit code.
+
+    A command run this way is a program, not a library user: it opts in to
+    cleanup on SIGTERM/SIGHUP (``netmapy.stop.exit_on_signals``: where the
+    handlers are still the defaults, they raise SystemExit, so ``finally``
+    and atexit run and xdp ports close); its own handlers replace these."""
+    from . import stop
+    stop.exit_on_signals()
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     prog = prog or cmd.name
     var = _complete_var(prog)

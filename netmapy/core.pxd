@@ -153,5 +153,34 @@ cdef inline int pair_interrupted(Port a, Port b, int which) except -2 nogil:
 cdef int poll_pair(Port a, int ev_a, Port b, int ev_b, int timeout_ms) noexcept nogil
 
 
+cdef inline uint32_t rx_pending(Port p) noexcept nogil:
+    # packets waiting in p's NIC RX rings (a two-way loop leaves them there
+    # while the other side's TX ring is full)
+    cdef uint32_t i, n = 0
+    for i in range(p.nic_rx):
+        n += nm_ring_space(p.rxr[i])
+    return n
+
+
+cdef inline int txsync_all(Port p) noexcept nogil:
+    # publish every NIC TX ring of p: 0, or -1 (the error kept in p)
+    cdef uint32_t i
+    for i in range(p.nic_tx):
+        if p.c_txsync(i) < 0:
+            return -1
+    return 0
+
+
+cdef inline int poll_bridge(Port a, Port b, int timeout_ms) noexcept nogil:
+    # poll_pair() for a two-way loop: both ports for packets, and each also
+    # for room in TX while the other one holds packets it could not move
+    cdef int ev_a = POLLIN, ev_b = POLLIN
+    if rx_pending(a):
+        ev_b |= POLLOUT
+    if rx_pending(b):
+        ev_a |= POLLOUT
+    return poll_pair(a, ev_a, b, ev_b, timeout_ms)
+
+
 cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
                         bint swap, uint64_t *too_big=*) noexcept nogil

@@ -12,7 +12,8 @@ from libc.string cimport memcpy
 from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT, EINTR
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF,
                            nm_ring_space, nm_ring_next, NS_BUF_CHANGED,
-                           ring_move, poll_pair, interrupted, pair_interrupted)
+                           ring_move, poll_pair, poll_bridge, txsync_all, interrupted,
+                           pair_interrupted)
 from netmapy.stop cimport stop_requested
 
 import time
@@ -28,6 +29,18 @@ cdef inline long long _deadline(double seconds) noexcept nogil:
     return monotonic_ms() + <long long>(seconds * 1000)
 
 
+cdef inline bint _ended(long long count, long long done, long long dl, int idle_ms,
+                        long long last, long long *now) noexcept nogil:
+    # the end of a loop: count reached, deadline passed, or (idle_ms) that
+    # long without a packet since the last one; sets now
+    now[0] = monotonic_ms()
+    if count and done >= count:
+        return True
+    if dl and now[0] >= dl:
+        return True
+    return idle_ms != 0 and done != 0 and now[0] - last >= idle_ms
+
+
 def transmit(Port port, frame, long long count=0, double seconds=0,
              uint32_t batch=512, int wait_ms=100):
     """Send ``frame`` (bytes-like) ``count`` times (0: until stopped or
@@ -36,7 +49,7 @@ def transmit(Port port, frame, long long count=0, double seconds=0,
     Returns dict(packets, bytes, seconds)."""
     cdef const uint8_t[::1] f = memoryview(frame).cast("B")
     cdef uint32_t ln = f.shape[0], n, k, r, j
-    cdef long long sent = 0, dl = _deadline(seconds), want
+    cdef long long sent = 0, dl = _deadline(seconds), want, now
     cdef netmap_ring *t
     cdef int rc = 0
     cdef double t0
@@ -47,9 +60,7 @@ def transmit(Port port, frame, long long count=0, double seconds=0,
     t0 = time.perf_counter()
     with nogil:
         while not stop_requested():
-            if count and sent >= count:
-                break
-            if dl and monotonic_ms() >= dl:
+            if _ended(count, sent, dl, 0, 0, &now):
                 break
             for r in range(port.nic_tx):
                 t = port.txr[r]
@@ -95,12 +106,7 @@ def receive(Port port, long long count=0, double seconds=0, int idle_ms=0,
     cdef double t0 = time.perf_counter()
     with nogil:
         while not stop_requested():
-            if count and got >= count:
-                break
-            now = monotonic_ms()
-            if dl and now >= dl:
-                break
-            if idle_ms and got and now - last >= idle_ms:
+            if _ended(count, got, dl, idle_ms, last, &now):
                 break
             rc = port.c_poll(POLLIN, wait_ms)
             if rc < 0:
@@ -156,12 +162,7 @@ def forward(Port src, Port dst, long long count=0, double seconds=0,
         raise ValueError("forward() needs RX rings on src and TX rings on dst")
     with nogil:
         while not stop_requested():
-            if count and moved >= count:
-                break
-            now = monotonic_ms()
-            if dl and now >= dl:
-                break
-            if idle_ms and moved and now - last >= idle_ms:
+            if _ended(count, moved, dl, idle_ms, last, &now):
                 break
             rc = src.c_poll(POLLIN, wait_ms)
             if rc < 0:
@@ -234,7 +235,7 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
     Returns dict(sent, received, bytes, seconds)."""
     cdef const uint8_t[::1] f = memoryview(frame).cast("B")
     cdef uint32_t ln = f.shape[0], n, k, j, i, idx
-    cdef long long sent = 0, got = 0, dl = _deadline(seconds)
+    cdef long long sent = 0, got = 0, dl = _deadline(seconds), now
     cdef netmap_ring *t
     cdef netmap_ring *r
     cdef int rc = 0, which = 0
@@ -244,9 +245,7 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
     t0 = time.perf_counter()
     with nogil:
         while not stop_requested():
-            if count and got >= count:
-                break
-            if dl and monotonic_ms() >= dl:
+            if _ended(count, got, dl, 0, 0, &now):
                 break
             t = tx.txr[0]
             n = nm_ring_space(t)
@@ -287,11 +286,10 @@ def source_sink(Port tx, Port rx, frame, long long count=0, double seconds=0,
                 seconds=time.perf_counter() - t0)
 
 
-cdef inline uint32_t _pending(Port p) noexcept nogil:
-    cdef uint32_t i, n = 0
-    for i in range(p.nic_rx):
-        n += nm_ring_space(p.rxr[i])
-    return n
+cdef inline void memset_u64(uint64_t *p, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        p[i] = 0
 
 
 cdef inline uint32_t _move_all(Port src, Port dst, bint swap, uint64_t *ctr) noexcept nogil:
@@ -338,7 +336,7 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
     cdef uint64_t[::1] cview
     cdef bint swap = a.mem is b.mem
     cdef long long dl = _deadline(seconds)
-    cdef int rc = 0, ev_a, ev_b, which = 0
+    cdef int rc = 0, which = 0
     cdef uint32_t i
     memset_u64(local, 4)
     if counters is not None:
@@ -354,13 +352,7 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
             if dl and monotonic_ms() >= dl:
                 break
             # wait for packets, or for room where packets are stuck
-            ev_a = POLLIN
-            ev_b = POLLIN
-            if _pending(a):
-                ev_b |= POLLOUT
-            if _pending(b):
-                ev_a |= POLLOUT
-            rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
+            rc = poll_bridge(a, b, wait_ms)
             if rc < 0:
                 which = -rc
                 if pair_interrupted(a, b, which) < 0:
@@ -369,199 +361,15 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
                 continue
             _move_all(a, b, swap, ctr)
             _move_all(b, a, swap, ctr + 2)
-            for i in range(b.nic_tx):
-                if b.c_txsync(i) < 0:
-                    rc = -1
-                    which = 2
-                    break
-            if rc < 0:
+            if txsync_all(b) < 0:
+                rc = -1
+                which = 2
                 break
-            for i in range(a.nic_tx):
-                if a.c_txsync(i) < 0:
-                    rc = -1
-                    which = 1
-                    break
-            if rc < 0:
+            if txsync_all(a) < 0:
+                rc = -1
+                which = 1
                 break
     if rc < 0:
         (a if which == 1 else b).raise_error()
     return dict(a_to_b_packets=ctr[0], a_to_b_bytes=ctr[1], b_to_a_packets=ctr[2],
                 b_to_a_bytes=ctr[3], seconds=time.perf_counter() - t0, swapped=bool(swap))
-
-
-cdef inline void memset_u64(uint64_t *p, int n) noexcept nogil:
-    cdef int i
-    for i in range(n):
-        p[i] = 0
-
-
-from cpython.memoryview cimport PyMemoryView_FromMemory
-from cpython.buffer cimport PyBUF_WRITE
-
-
-cdef uint32_t _move_py(Port src, Port dst, object fn, bint swap, uint64_t *ctr) except? 0xffffffff:
-    """Offer each packet of src's RX rings to fn(view) and move those it
-    accepts to dst's TX rings; the rest are dropped.  Stops at an accepted
-    packet when TX is full.  ctr (middlebox.stats direction layout): [0] rx,
-    [1] rx bytes, [2] forwarded, [3] forwarded bytes, [4] dropped,
-    [5] dropped bytes, [7] errors (accepted, but larger than dst's buffers:
-    released, never truncated)."""
-    cdef uint32_t i, moved = 0, idx, ri, ti
-    cdef netmap_ring *rx
-    cdef netmap_ring *tx
-    cdef netmap_slot *rs
-    cdef netmap_slot *ts
-    cdef char *buf
-    for i in range(src.nic_rx):
-        rx = src.rxr[i]
-        tx = dst.txr[i % dst.nic_tx]
-        ri = rx.head
-        ti = tx.head
-        while ri != rx.tail:
-            rs = &rx.slot[ri]
-            buf = NETMAP_BUF(rx, rs.buf_idx)
-            view = PyMemoryView_FromMemory(buf, rs.len, PyBUF_WRITE)
-            try:
-                ok = fn(view)
-            finally:
-                view.release()
-            if ok and not swap and rs.len > tx.nr_buf_size:
-                ctr[7] += 1
-            elif ok:
-                if ti == tx.tail:       # TX full: keep this one for later
-                    break
-                ts = &tx.slot[ti]
-                if swap:
-                    idx = ts.buf_idx
-                    ts.buf_idx = rs.buf_idx
-                    rs.buf_idx = idx
-                    rs.flags = NS_BUF_CHANGED
-                    ts.flags = NS_BUF_CHANGED
-                else:
-                    memcpy(NETMAP_BUF(tx, ts.buf_idx), buf, rs.len)
-                    ts.flags = 0
-                ts.len = rs.len
-                ctr[2] += 1
-                ctr[3] += rs.len
-                ti = nm_ring_next(tx, ti)
-            else:
-                ctr[4] += 1
-                ctr[5] += rs.len
-            ctr[0] += 1
-            ctr[1] += rs.len
-            ri = nm_ring_next(rx, ri)
-            moved += 1
-        rx.head = rx.cur = ri
-        tx.head = tx.cur = ti
-    return moved
-
-
-def bridge_py(Port a, Port b, fn_ab, fn_ba=None, counters=None, double seconds=0,
-              int wait_ms=100):
-    """bridge() with a Python function deciding per packet: fn(view) gets a
-    writable memoryview of the packet (valid during the call only: it is
-    released afterwards; modify it in place to rewrite the packet) and
-    returns True to forward it, False to drop it.  The waiting, syncing and
-    moving stay in C; only the decision is Python.  fn_ba defaults to fn_ab.
-
-    ``counters``: a uint64 block in middlebox.stats' worker layout (at
-    least 24 words: a->b at 8.., b->a at 16..).  Returns the counts."""
-    cdef uint64_t local[24]
-    cdef uint64_t *ctr = local
-    cdef uint64_t[::1] cview
-    cdef bint swap = a.mem is b.mem
-    cdef long long dl = _deadline(seconds)
-    cdef int rc = 0, ev_a, ev_b, which = 0
-    cdef uint32_t i
-    memset_u64(local, 24)
-    if fn_ba is None:
-        fn_ba = fn_ab
-    if counters is not None:
-        cview = memoryview(counters).cast("B").cast("Q")
-        if cview.shape[0] < 24:
-            raise ValueError("counters needs room for 24 uint64")
-        ctr = &cview[0]
-    t0 = time.perf_counter()
-    ctr[3] = 1                           # state: running
-    while not stop_requested():
-        if dl and monotonic_ms() >= dl:
-            break
-        ev_a = POLLIN
-        ev_b = POLLIN
-        if _pending(a):
-            ev_b |= POLLOUT
-        if _pending(b):
-            ev_a |= POLLOUT
-        with nogil:
-            rc = poll_pair(a, ev_a, b, ev_b, wait_ms)
-        if rc < 0:
-            which = -rc
-            if pair_interrupted(a, b, which) >= 0:
-                rc = 0
-                continue
-            break
-        _move_py(a, b, fn_ab, swap, ctr + 8)
-        _move_py(b, a, fn_ba, swap, ctr + 16)
-        with nogil:
-            for i in range(b.nic_tx):
-                if b.c_txsync(i) < 0:
-                    rc = -1
-                    which = 2
-                    break
-            if rc >= 0:
-                for i in range(a.nic_tx):
-                    if a.c_txsync(i) < 0:
-                        rc = -1
-                        which = 1
-                        break
-        if rc < 0:
-            break
-        ctr[2] = monotonic_ms() * 1000000
-    ctr[3] = 2
-    if rc < 0:
-        (a if which == 1 else b).raise_error()
-    return dict(a_to_b_packets=ctr[10], a_to_b_bytes=ctr[11], a_to_b_dropped=ctr[12],
-                b_to_a_packets=ctr[18], b_to_a_bytes=ctr[19], b_to_a_dropped=ctr[20],
-                seconds=time.perf_counter() - t0)
-
-
-def forward_py(Port src, Port dst, fn, counters=None, Port hi=None, double seconds=0,
-               int wait_ms=100):
-    """One-way forward() with a Python per-packet decision fn(view) -> bool
-    (see bridge_py); `hi`, when given, is served before src each round.
-    counters: a middlebox.stats worker block (src counts at 8.., hi at 16..)."""
-    cdef uint64_t local[24]
-    cdef uint64_t *ctr = local
-    cdef uint64_t[::1] cview
-    cdef bint swap = src.mem is dst.mem
-    cdef long long dl = _deadline(seconds)
-    cdef int rc = 0
-    memset_u64(local, 24)
-    if counters is not None:
-        cview = memoryview(counters).cast("B").cast("Q")
-        ctr = &cview[0]
-    ctr[3] = 1
-    while not stop_requested():
-        if dl and monotonic_ms() >= dl:
-            break
-        if hi is not None:
-            with nogil:
-                rc = poll_pair(hi, POLLIN, src, POLLIN, wait_ms)
-        else:
-            with nogil:
-                rc = src.c_poll(POLLIN, wait_ms)
-        if rc < 0:
-            if interrupted(src if hi is None or rc != -1 else hi) >= 0:
-                rc = 0
-                continue
-            (src if hi is None or rc != -1 else hi).raise_error()
-        if hi is not None:
-            _move_py(hi, dst, fn, swap and hi.mem is dst.mem, ctr + 16)
-        _move_py(src, dst, fn, swap, ctr + 8)
-        with nogil:
-            rc = dst.c_txsync(0)
-        if rc < 0:
-            dst.raise_error()
-        ctr[2] = monotonic_ms() * 1000000
-    ctr[3] = 2
-    return dict(rx=ctr[8], fwd=ctr[10], drop=ctr[12])

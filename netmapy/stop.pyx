@@ -1,7 +1,7 @@
 # cython: language_level=3
 """One stop request per process, seen by every nogil loop.
 
-The loops of netmapy and middlebox (``netmapy.fastpath``, ``netmapy.pktgen``,
+The loops of netmapy and middlebox (``netmapy.fastpath``, ``netmapy.tools.pktgen_engine``,
 ``middlebox.loop``, ``middlebox.lb``, the xdp backend's ``forward_pair``)
 run without the GIL, so Python signal handlers cannot run while they loop:
 a handler that calls ``stop()`` would wait for the loop to end on its own.
@@ -26,6 +26,13 @@ Instead they all read one C flag (``stop_flag``, declared in
 * Without our handlers a loop that gets EINTR lets Python's handlers run
   (``on_eintr()``): Ctrl-C still raises KeyboardInterrupt out of the loop,
   and a Python handler that calls ``request()`` stops it cleanly.
+* ``exit_on_signals(signals)`` is the other opt-in, for programs that want
+  cleanup rather than a stop request: SIGTERM and SIGHUP (where their
+  handlers are still the defaults) raise ``SystemExit``, so ``with``
+  blocks, ``finally`` clauses and ``atexit`` run -- the xdp backend closes
+  every open port at exit (``netmapy.backends.xdp.cleanup_all``).  The
+  commands built on ``netmapy.cli.run`` (the tools and the middlebox) opt
+  in; a program that only imports netmapy keeps the handlers it has.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -125,3 +132,23 @@ def restore_handlers():
 def handlers_installed():
     """The signals whose handler is ours now."""
     return sorted(_saved)
+
+
+def _exit_handler(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def exit_on_signals(signals=(_signal.SIGTERM, _signal.SIGHUP)):
+    """Make these signals raise SystemExit(128 + signal) in the main thread
+    (so ``with`` blocks, ``finally`` clauses and atexit run: every port
+    closes) where their handler is still the default one; a program's own
+    handlers stay.  Returns whether any was installed (False outside the
+    main thread, where Python cannot install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    done = False
+    for s in signals:
+        if _signal.getsignal(s) is _signal.SIG_DFL:
+            _signal.signal(s, _exit_handler)
+            done = True
+    return done

@@ -13,7 +13,8 @@ import struct
 
 from hypothesis import strategies as st
 
-from netmapy import cbpf, xdpprog
+from netmapy.host import cbpf
+from netmapy.backends.xdp import prog as xdpprog
 
 M32 = 0xffffffff
 

@@ -330,7 +330,7 @@ def test_bridge_nic_and_host_stack_of_one_interface(tmp_path):
     gets it; the server's replies leave normally."""
     import socket
     from tools.lab import VethPair
-    from netmapy.netns import netns
+    from netmapy.host.netns import netns
     with VethPair(queues=1) as v:
         with netns(v.ns_b):
             srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -9,7 +9,8 @@ import warnings
 
 import pytest
 
-from netmapy import cbpf, xdpprog
+from netmapy.host import cbpf
+from netmapy.backends.xdp import prog as xdpprog
 from middlebox.filter import Filter, FilterError, Interpreter
 from conftest import IS_ROOT
 
@@ -238,7 +239,7 @@ def test_netmask_defaults_to_the_interfaces(pair):
     namespace; without an address the error names the interface and the
     option."""
     from types import SimpleNamespace as Namespace
-    from netmapy import iface, netns
+    from netmapy.host import iface, netns
     from netmapy.names import parse_name
     from middlebox.options import netmask_for
     v = pair

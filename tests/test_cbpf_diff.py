@@ -2,7 +2,7 @@
 
 A classic BPF program reaches packets in two ways: middlebox.Filter
 (libpcap's interpreter, or netmapy's bounded one for programs with loops)
-and the xdp backend's steering (netmapy.xdpprog translates it to eBPF, the
+and the xdp backend's steering (netmapy.backends.xdp.prog translates it to eBPF, the
 kernel runs it; here with BPF_PROG_RUN, not on live frames).  libpcap's own
 interpreter (bpf_filter, the installed libpcap) is the reference: for every
 program and frame below, netmapy's interpreter returns the same value and
@@ -29,7 +29,8 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netmapy import cbpf, xdpprog
+from netmapy.host import cbpf
+from netmapy.backends.xdp import prog as xdpprog
 from middlebox.filter import Filter, FilterError, Interpreter
 
 from cbpf_gen import Paths, expressions, frame_pool, frames_st, programs, frame

@@ -201,7 +201,7 @@ def test_one_cpu_list_rate_and_size_parser():
         units.parse_count("1.5")
     assert units.parse_sizes("imix").cycle().count(60) == 7
     # the same objects everywhere: pktgen's names are the units' ones
-    from netmapy import pktgen
+    from netmapy.tools import pktgen_engine as pktgen
     assert pktgen.parse_rate is units.parse_rate and pktgen.SizeSpec is units.SizeSpec
     from middlebox import nic, rules
     assert nic.format_cpulist is units.format_cpulist
@@ -212,12 +212,12 @@ def test_one_run_directory(tmp_path):
     """Pipes, counters, locks, NIC journals and XDP locks all live under
     $NETMAPY_RUNDIR."""
     code = ("import netmapy, json\n"
-            "from netmapy import rundir\n"
+            "from netmapy.host import rundir\n"
             "from netmapy.backends import pipe\n"
             "from middlebox import stats, supervisor, nic\n"
             "from netmapy.backends import xdp\n"
             "print(json.dumps([rundir.base(), pipe.rundir(), stats.rundir(), "
-            "supervisor.lockdir(), nic.journal_dir(), xdp._lock_dir()]))\n")
+            "supervisor.lockdir(), nic.journal_dir(), xdp.attach._lock_dir()]))\n")
     env = dict(os.environ, PYTHONPATH=REPO, NETMAPY_RUNDIR=str(tmp_path / "run"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=REPO, timeout=60)

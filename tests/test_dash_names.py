@@ -17,10 +17,10 @@ import time
 import pytest
 
 import netmapy
-import netmapy.iface
+import netmapy.host.iface
 from netmapy import PortName
 from conftest import needs_root, make_frame
-from netmapy.netns import netns
+from netmapy.host.netns import netns
 
 pytestmark = needs_root
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def test_lab_builds_dashed_names(lab):
     for ns, ifname in ((ln.src_ns, ln.src_if), (ln.mbox_ns, ln.mbox_in),
                        (ln.mbox_ns, ln.mbox_out), (ln.sink_ns, ln.sink_if)):
         with netns(ns):
-            info = netmapy.iface.info(ifname)
+            info = netmapy.host.iface.info(ifname)
         assert info.up and info.num_rx_queues == 2
 
 
@@ -164,7 +164,7 @@ def test_offload_scrubs_a_dashed_interface(tmp_path):
         assert summary["rx"] == 510 and summary["reinjected"] == 10
         assert summary["dropped"] == 500
         with netns(v.ns_b):
-            assert netmapy.iface.info(v.if_b).xdp_prog_id == 0
+            assert netmapy.host.iface.info(v.if_b).xdp_prog_id == 0
 
 
 def test_lab_cli_takes_dashed_names():
@@ -176,7 +176,7 @@ def test_lab_cli_takes_dashed_names():
         assert up.returncode == 0, up.stderr
         assert "nb-mi0" in up.stdout and "nb-mo0" in up.stdout
         with netns(prefix + "mbox"):
-            assert netmapy.iface.info("nb-mi0").up and netmapy.iface.info("nb-mo0").up
+            assert netmapy.host.iface.info("nb-mi0").up and netmapy.host.iface.info("nb-mo0").up
     finally:
         down = subprocess.run([sys.executable, "-m", "tools.lab", "down", "--prefix", prefix],
                               capture_output=True, text=True, cwd=REPO, env=ENV, timeout=60)

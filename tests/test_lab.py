@@ -1,4 +1,4 @@
-"""Tests of the veth lab (netmapy/tools/lab.py, tools.lab in a checkout) and of netmapy.netns.
+"""Tests of the veth lab (netmapy/tools/lab.py, tools.lab in a checkout) and of netmapy.host.netns.
 
 They create network namespaces, so they need root; every name they use is
 unique to this test process and nothing is left behind (checked at the end).
@@ -30,7 +30,7 @@ pytestmark = [
 ]
 
 from netmapy.errors import InterfaceError, NoPrivilege  # noqa: E402
-from netmapy.netns import (current_netns_id, netns, netns_id,  # noqa: E402
+from netmapy.host.netns import (current_netns_id, netns, netns_id,  # noqa: E402
                            setns)
 from tools import lab as labmod  # noqa: E402
 from tools.lab import Lab, VethPair, single_ns_veth  # noqa: E402
@@ -160,7 +160,7 @@ def lab_names(prefix):
 
 
 # --------------------------------------------------------------------------
-# netmapy.netns
+# netmapy.host.netns
 
 def test_netns_moves_and_restores(plain_ns):
     orig = current_netns_id()

@@ -23,13 +23,13 @@ import pytest
 from hypothesis import given, strategies as st
 
 import netmapy
-from netmapy import netmap_req as nr
-from netmapy import preflight as pf
+from netmapy.backends.netmap import req as nr
+from netmapy.backends.netmap import preflight as pf
 from netmapy.backends import BACKENDS, resolve
 from netmapy.errors import (BackendError, BackendUnavailable, MemoryMismatch,
                             QueueOutOfRange)
 from netmapy.names import Mode, parse_name
-from netmapy.netns import netns
+from netmapy.host.netns import netns
 
 from backend_contract import (BackendContract, Channel, CythonExampleContract,
                               receive_all, send_all)
@@ -165,7 +165,7 @@ def test_interfaces_the_string_cannot_spell_translate(ifname):
     assert req.nr_name == req.ifname == ifname
     assert (req.nr_mode, req.nr_ringid, req.nr_flags, req.single_rx) == \
         (ref.nr_mode, ref.nr_ringid, ref.nr_flags, ref.single_rx)
-    hdr, body, opts = nm._c_pack_register(req)
+    hdr, body, opts = nm.port._c_pack_register(req)
     name64 = struct.unpack("<HHI64sQQ", hdr)[3]
     assert name64.rstrip(b"\0").decode() == ifname
     assert body == ref.pack_body() and hdr == req.pack_header()
@@ -206,7 +206,7 @@ def test_translate_errors(name, kw, msg):
                          ids=["%s%s" % (t[0], t[1] or "") for t in TRANSLATIONS])
 def test_c_and_python_build_the_same_bytes(name, kw, fields):
     req = nr.translate(name, **kw)
-    hdr, body, opts = nm._c_pack_register(req)
+    hdr, body, opts = nm.port._c_pack_register(req)
     assert hdr == req.pack_header()
     assert body == req.pack_body()
     assert opts == req.pack_options()
@@ -233,7 +233,7 @@ def test_option_layouts():
     assert struct.unpack_from("<II", raw, 32 + 24) == (3, 1024)     # if pool
     assert struct.unpack_from("<II", raw, 32 + 40) == (9, 33024)    # ring pool
     assert struct.unpack_from("<II", raw, 32 + 56) == (777, 4096)   # buf pool
-    _, _, opts = nm._c_pack_register(req, 0x7f0000001000, 1 << 26)
+    _, _, opts = nm.port._c_pack_register(req, 0x7f0000001000, 1 << 26)
     assert opts == req.pack_options(usrptr=0x7f0000001000, memsize=1 << 26)
     req = nr.translate("netmap:eth0@offset:initial=64,bits=12")
     (typ, raw), = req.pack_options()
@@ -317,7 +317,7 @@ def test_legacy_encoding(name, fields):
         assert getattr(lreq, k) == v, k
     raw = lreq.pack()
     assert len(raw) == 60
-    assert nm._c_pack_legacy(lreq) == raw
+    assert nm.port._c_pack_legacy(lreq) == raw
     assert raw[:16].rstrip(b"\0").decode() == lreq.nr_name
 
 
@@ -369,7 +369,7 @@ def netmap_names(draw):
 def test_every_name_translates_and_packs_alike(name):
     p = parse_name(name)
     req = nr.translate(p)
-    hdr, body, opts = nm._c_pack_register(req)
+    hdr, body, opts = nm.port._c_pack_register(req)
     assert (hdr, body, opts) == (req.pack_header(), req.pack_body(), req.pack_options())
     assert req.nr_mode in (1, 2, 3, 4, 8)         # never the deprecated pipe modes
     if p.mode is Mode.SINGLE_RX:
@@ -380,7 +380,7 @@ def test_every_name_translates_and_packs_alike(name):
         lreq = req.legacy()
     except BackendError:
         return
-    assert nm._c_pack_legacy(lreq) == lreq.pack()
+    assert nm.port._c_pack_legacy(lreq) == lreq.pack()
 
 
 # ------------------------------------------------- errors without the module

@@ -199,7 +199,8 @@ def test_struct_layouts_match_the_c_compiler(tmp_path):
     """Every size and offset the ioctl code relies on equals what gcc says
     for include/uapi/linux/ethtool.h, and rules encoded here are byte for
     byte what C code filling the fields by name produces."""
-    lay = nicmod.LAYOUT
+    from netmapy.host.ethtool import LAYOUT as lay      # the one ethtool codec
+    assert nicmod.LAYOUT is lay
     body = []
     for name in lay["sizeof"]:
         body.append(("U(%s)" if name.endswith("_union") else "S(%s)") % name)
@@ -242,7 +243,8 @@ def test_struct_layouts_match_the_c_compiler(tmp_path):
                     "action", "-1"]
     fs, _ = encode_flow_spec("ip4", src="203.0.113.7", queue=6)
     assert at(fs, 12) == hexes["ip4"]
-    assert struct.pack(nicmod._CHANNELS, nicmod.ETHTOOL_SCHANNELS,
+    from netmapy.host import ethtool
+    assert struct.pack(ethtool.CHANNELS, ethtool.ETHTOOL_SCHANNELS,
                        *range(1, 9)).hex() == hexes["channels"]
     d = decode_flow_spec(bytes.fromhex(hexes["udp4"]))
     assert (d["flow_type"], d["src"], d["dport"], d["queue"], d["loc"]) == \

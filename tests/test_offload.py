@@ -19,7 +19,7 @@ import pytest
 
 import netmapy
 from conftest import needs_root, stop_within
-from netmapy.netns import netns
+from netmapy.host.netns import netns
 
 pytestmark = needs_root
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,7 +130,7 @@ def test_flood_scrubbed_valid_reinjected_and_answered(pair, tmp_path):
     assert by["allow udp from 10.250.0.1 to any port 53"] == 30
     # the XDP program is gone
     with netns(v.ns_b):
-        assert netmapy.iface.info(v.if_b).xdp_prog_id == 0
+        assert netmapy.host.iface.info(v.if_b).xdp_prog_id == 0
 
 
 def metrics(port):
@@ -218,7 +218,7 @@ def test_signal_under_flood_summary_and_cleanup(pair, tmp_path, sig):
     assert "exited with" not in err
     assert not os.path.exists(stats_file) and not os.path.exists(lock)
     with netns(v.ns_b):
-        assert netmapy.iface.info(v.if_b).xdp_prog_id == 0      # the XDP program is gone
+        assert netmapy.host.iface.info(v.if_b).xdp_prog_id == 0      # the XDP program is gone
 
 
 def test_steer_keeps_other_traffic_in_the_kernel(pair, tmp_path):

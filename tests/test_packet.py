@@ -10,10 +10,10 @@ import time
 import pytest
 
 import netmapy
-from netmapy import iface
+from netmapy.host import iface
 from netmapy.errors import (InterfaceDown, InterfaceNotFound, NoPrivilege,
                             QueueOutOfRange, BackendError)
-from netmapy.netns import netns
+from netmapy.host.netns import netns
 
 from backend_contract import BackendContract, CythonExampleContract, Channel, receive_all, send_all
 from conftest import IS_ROOT, frame_set, make_frame, needs_root, unprivileged

@@ -569,13 +569,22 @@ def test_every_counter_of_bridge_offload_stage_merge_lb():
             p.close()
 
 
-def test_counter_layout_declared_alike():
-    """middlebox/counters.pxd (the C loops) and middlebox/stats.py (the
-    supervisor) describe one block."""
-    assert loop.LAYOUT == dict(
-        W_PID=stats.W_PID, W_RESTARTS=stats.W_RESTARTS, W_HEARTBEAT=stats.W_HEARTBEAT,
-        W_STATE=stats.W_STATE, W_QUEUE=stats.W_QUEUE, W_CPU=stats.W_CPU,
-        DIR0=stats.DIR_BASE[0], DIR1=stats.DIR_BASE[1], W_SAMPLED=stats.W_SAMPLED,
-        W_FAILED=stats.W_FAILED[0], W_KDROPS=stats.W_KDROPS[0], BLOCK_WORDS=stats.BLOCK_WORDS,
-        FIELDS=(stats.RX, stats.RX_BYTES, stats.FWD, stats.FWD_BYTES, stats.DROP,
-                stats.DROP_BYTES, stats.LIMITED, stats.ERRORS))
+def test_counter_layout_declared_once():
+    """middlebox/counters.pxd declares the worker block once: the C loops
+    cimport it, and middlebox.stats (the supervisor) reads the values from
+    the compiled middlebox.counters.  The block they describe is sound:
+    the fixed words, the two direction groups and the per-direction words
+    do not overlap and fit in BLOCK_WORDS."""
+    from middlebox import counters
+    lay = counters.LAYOUT
+    assert (stats.W_PID, stats.DIR_BASE, stats.W_FAILED[0], stats.BLOCK_WORDS) == \
+        (lay["W_PID"], (lay["DIR0"], lay["DIR1"]), lay["W_FAILED"], lay["BLOCK_WORDS"])
+    assert (stats.RX, stats.FWD, stats.DROP, stats.ERRORS) == \
+        tuple(lay["FIELDS"][i] for i in (0, 2, 4, 7))
+    words = [lay[k] for k in ("W_PID", "W_RESTARTS", "W_HEARTBEAT", "W_STATE", "W_QUEUE",
+                              "W_CPU", "W_SAMPLED")]
+    words += [d + f for d in (lay["DIR0"], lay["DIR1"]) for f in lay["FIELDS"]]
+    words += [lay["W_FAILED"] + d for d in (0, 1)] + [lay["W_KDROPS"] + d for d in (0, 1)]
+    assert len(set(words)) == len(words), "two counters share a word"
+    assert all(0 <= w < lay["BLOCK_WORDS"] for w in words)
+    assert len(stats.FIELDS) == len(lay["FIELDS"]) == len(set(lay["FIELDS"]))

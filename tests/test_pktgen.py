@@ -1,4 +1,4 @@
-"""netmapy-pktgen and netmapy.pktgen: tx -> rx over pipes (workers in
+"""netmapy-pktgen and its engine (netmapy.tools.pktgen_engine): tx -> rx over pipes (workers in
 separate processes) and over a veth pair, frames checked independently of
 the C code (sizes, IMIX mix, ranges, checksums), pacing (lower bounds
 only), ping/pong, pcap replay timing, and one clear line per bad input."""
@@ -17,7 +17,7 @@ import time
 import pytest
 
 import netmapy
-from netmapy import pktgen
+from netmapy.tools import pktgen_engine as pktgen
 
 from conftest import IS_ROOT, needs_root, stop_within
 

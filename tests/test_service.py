@@ -22,7 +22,7 @@ import pytest
 
 import netmapy
 from conftest import needs_root
-from netmapy.netns import netns
+from netmapy.host.netns import netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=REPO)

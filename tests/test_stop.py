@@ -14,7 +14,8 @@ import time
 import pytest
 
 import netmapy
-from netmapy import fastpath, pktgen, stop
+from netmapy import fastpath, stop
+from netmapy.tools import pktgen_engine as pktgen
 from middlebox import lb, loop
 from middlebox.filter import Filter
 

@@ -25,14 +25,14 @@ import pytest
 import netmapy
 from netmapy.errors import InterfaceNotFound, MemoryMismatch, QueueOutOfRange
 from netmapy.names import Mode, PortName, parse_name
-from netmapy.netns import netns
+from netmapy.host.netns import netns
 
 from backend_contract import BackendContract, Channel
 from conftest import make_frame, needs_root, open_fds, unprivileged
 
 xdp = pytest.importorskip("netmapy.backends.xdp",
                           reason="the xdp extension is not built")
-from netmapy import xdpprog  # noqa: E402
+from netmapy.backends.xdp import prog as xdpprog  # noqa: E402
 
 pytestmark = [
     needs_root,
@@ -143,7 +143,7 @@ def nothing_left_open():
     import gc
     gc.collect()
     assert xdp.attachments() == {}
-    assert [p for p in xdp._open_ports if not p.closed] == []
+    assert [p for p in xdp.port._open_ports if not p.closed] == []
 
 
 @pytest.fixture(scope="module")
@@ -460,7 +460,7 @@ def test_steer_errors_are_one_line():
     # the kernel's ancillary and negative offsets: libpcap's interpreter
     # treats them as loads past the end, and so does the translation (with
     # a warning naming the construct)
-    from netmapy.cbpf import CbpfWarning
+    from netmapy.host.cbpf import CbpfWarning
     vlan_tci = (0x20, 0, 0, (xdpprog.SKF_AD_OFF + 44) & 0xffffffff)
     net = (0x30, 0, 0, (xdpprog.SKF_NET_OFF + 9) & 0xffffffff)
     for ins, name in ((vlan_tci, "vlan_tci"), (net, "SKF_NET_OFF")):
@@ -616,13 +616,37 @@ def test_shared_umem_bridge_zero_copy():
 # ------------------------------------------------------------- cleanup
 
 CHILD = r"""
-import sys, time, logging
+import sys, time, logging, signal
 sys.path.insert(0, %(repo)r)
 import netmapy
+from netmapy.backends import xdp
+xdp.install_signal_cleanup()          # the opt-in: SIGTERM/SIGHUP -> SystemExit
 port = netmapy.open(%(name)r, **%(kw)r)
 print("ready", flush=True)
 time.sleep(60)
 """
+
+BARE = r"""
+import sys, signal
+sys.path.insert(0, %(repo)r)
+import netmapy
+before = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)]
+with netmapy.open(%(name)r) as port:
+    after = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)]
+print(before == after, before[0] is signal.SIG_DFL)
+"""
+
+
+def test_opening_installs_no_signal_handler(pair):
+    """The library installs no signal handler by itself: a program that
+    only opens an xdp port keeps the handlers it had (cleanup on signals
+    is xdp.install_signal_cleanup(), an opt-in)."""
+    vp = pair
+    code = BARE % dict(repo=REPO, name="xdp:%s~0" % vp.if_b)
+    out = subprocess.run(["ip", "netns", "exec", vp.ns_b, sys.executable, "-c", code],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
 
 
 def _child(ns, name, **kw):

@@ -7,9 +7,9 @@
  * alone go to the queue's AF_XDP socket (see mb_kern_abi.h).
  *
  * It computes exactly what mb_filter.h computes in user space: the same
- * parse (mb_parse: Ethernet, two VLAN tags, IPv4 with options and
- * fragments, IPv6 with hop-by-hop/routing/destination-options/fragment
- * headers, the first four bytes of TCP/UDP/SCTP/UDP-Lite), the same
+ * parse (mb_parse.h, one parser for both: Ethernet, two VLAN tags, IPv4
+ * with options and fragments, IPv6 with hop-by-hop/routing/destination-
+ * options/fragment headers, the first four bytes of TCP/UDP/SCTP/UDP-Lite), the same
  * tuple-space index lookup (mb_tlookup) and in-order walk of the other
  * rules (mb_ruleset_eval).  Tests run both on the same frames.
  *
@@ -21,28 +21,9 @@
 
 #include "../includes/mb_kern_abi.h"
 
-/* mb_filter.h's constants (that header is user-space C) */
-#define MB_ETH_IP4 0x0800
-#define MB_ETH_IP6 0x86DD
-#define MB_ETH_VLAN 0x8100
-#define MB_ETH_QINQ 0x88A8
-#define MB_L3_NONE 0
-#define MB_L3_IP4 4
-#define MB_L3_IP6 6
-#define MB_F_MALFORMED 0x01
-#define MB_F_FRAG 0x02
-#define MB_F_LATER_FRAG 0x04
-#define MB_F_L4 0x08
-#define MB_ACT_DENY 0
-#define MB_ACT_ALLOW 1
-#define MB_ACT_RATELIMIT 2
-#define MB_R_PROTO 0x01
-#define MB_R_SRC 0x02
-#define MB_R_DST 0x04
-#define MB_R_SPORT 0x08
-#define MB_R_DPORT 0x10
-#define MB_R_IP4 0x20
-#define MB_R_IP6 0x40
+#include "../includes/mb_parse.h"     /* the parser, shared with mb_filter.h */
+
+#include "../includes/mb_match.h"     /* the rule match, shared with mb_filter.h */
 
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -120,136 +101,33 @@ struct pkt {
         const __u8 *q_ = data + o_;                                         \
         (q_ + (n) <= (const __u8 *)data_end) ? q_ : (const __u8 *)0; })
 
-static __always_inline void parse(const void *data, const void *data_end, struct pkt *p)
-{
-    const __u8 *b;
-    __u32 off, len = p->len;
-    int i;
+/* mb_parse.h's parser, over direct packet access */
+#define MB_PARSE_NAME parse
+#define MB_PARSE_PARAMS const void *data, const void *data_end
+#define MB_PKT struct pkt
+#define MB_LEN p->len
+#define MB_AT(off, n) AT(off, n)
+#define MB_ADDR4(p, is_src, b) do {                                          \
+        __u64 v_ = 0xffffULL << 32 | bpf_ntohl(*(const __u32 *)(b));         \
+        if (is_src) { (p)->shi = 0; (p)->slo = v_; }                        \
+        else { (p)->dhi = 0; (p)->dlo = v_; } } while (0)
+#define MB_ADDR6(p, is_src, b) do {                                          \
+        __u64 h_ = bpf_be64_to_cpu(*(const __u64 *)(b));                     \
+        __u64 l_ = bpf_be64_to_cpu(*(const __u64 *)((b) + 8));               \
+        if (is_src) { (p)->shi = h_; (p)->slo = l_; }                       \
+        else { (p)->dhi = h_; (p)->dlo = l_; } } while (0)
+#define MB_OFFSETS(p, l3, l4) ((void)(l3), (void)(l4))
+#define MB_INLINE static __always_inline
+#include "../includes/mb_parse.h"
 
-    if (len < 14 || !(b = AT(12, 2)))
-        return;
-    p->ethertype = (__u16)(b[0] << 8 | b[1]);
-    off = 14;
-    for (i = 0; i < 2; i++) {
-        if (p->ethertype != MB_ETH_VLAN && p->ethertype != MB_ETH_QINQ)
-            break;
-        if (off + 4 > len || !(b = AT(off, 4)))
-            return;
-        p->ethertype = (__u16)(b[2] << 8 | b[3]);
-        off += 4;
-        p->vlans++;
-    }
-    if (p->ethertype == MB_ETH_IP4) {
-        __u32 ihl, tot;
-        __u16 fo;
-        p->l3 = MB_L3_IP4;
-        if (off + 20 > len || !(b = AT(off, 20))) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        ihl = (__u32)(b[0] & 0x0f) * 4;
-        tot = (__u32)(b[2] << 8 | b[3]);
-        if ((b[0] >> 4) != 4 || ihl < 20 || off + ihl > len || tot < ihl) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        p->proto = b[9];
-        p->shi = 0;
-        p->slo = 0xffffULL << 32 | bpf_ntohl(*(const __u32 *)(b + 12));
-        p->dhi = 0;
-        p->dlo = 0xffffULL << 32 | bpf_ntohl(*(const __u32 *)(b + 16));
-        fo = (__u16)(b[6] << 8 | b[7]);
-        if (fo & 0x3fff)
-            p->flags |= MB_F_FRAG;
-        if (fo & 0x1fff) {
-            p->flags |= MB_F_LATER_FRAG;
-            return;
-        }
-        off += ihl;
-    } else if (p->ethertype == MB_ETH_IP6) {
-        __u8 nh;
-        p->l3 = MB_L3_IP6;
-        if (off + 40 > len || !(b = AT(off, 40))) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        p->shi = bpf_be64_to_cpu(*(const __u64 *)(b + 8));
-        p->slo = bpf_be64_to_cpu(*(const __u64 *)(b + 16));
-        p->dhi = bpf_be64_to_cpu(*(const __u64 *)(b + 24));
-        p->dlo = bpf_be64_to_cpu(*(const __u64 *)(b + 32));
-        nh = b[6];
-        off += 40;
-        /* the common extension headers, at most 8 (as mb_parse) */
-        for (i = 0; i < 8; i++) {
-            if (nh == 0 || nh == 43 || nh == 60) {
-                if (off + 8 > len || !(b = AT(off, 2))) {
-                    p->flags |= MB_F_MALFORMED;
-                    return;
-                }
-                nh = b[0];
-                off += 8 + (__u32)b[1] * 8;
-            } else if (nh == 44) {
-                if (off + 8 > len || !(b = AT(off, 4))) {
-                    p->flags |= MB_F_MALFORMED;
-                    return;
-                }
-                p->flags |= MB_F_FRAG;
-                if ((b[2] << 8 | b[3]) & 0xfff8) {
-                    p->proto = b[0];
-                    p->flags |= MB_F_LATER_FRAG;
-                    return;
-                }
-                nh = b[0];
-                off += 8;
-            } else {
-                break;
-            }
-        }
-        if (off > len) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        p->proto = nh;
-    } else {
-        return;
-    }
-    if ((p->proto == 6 || p->proto == 17 || p->proto == 132 || p->proto == 136) &&
-            off + 4 <= len && (b = AT(off, 4))) {
-        p->sport = (__u16)(b[0] << 8 | b[1]);
-        p->dport = (__u16)(b[2] << 8 | b[3]);
-        p->flags |= MB_F_L4;
-    }
-}
-
-static __always_inline int matches(const struct mbk_rule *r, const struct pkt *p)
-{
-    __u8 m = r->match;
-    if (!m)
-        return 1;
-    if (p->l3 == MB_L3_NONE || (p->flags & MB_F_MALFORMED))
-        return 0;
-    if ((m & MB_R_IP4) && p->l3 != MB_L3_IP4)
-        return 0;
-    if ((m & MB_R_IP6) && p->l3 != MB_L3_IP6)
-        return 0;
-    if ((m & MB_R_PROTO) && p->proto != r->proto)
-        return 0;
-    if ((m & MB_R_SRC) && (((p->shi & r->src_mask_hi) != r->src_hi) ||
-                           ((p->slo & r->src_mask_lo) != r->src_lo)))
-        return 0;
-    if ((m & MB_R_DST) && (((p->dhi & r->dst_mask_hi) != r->dst_hi) ||
-                           ((p->dlo & r->dst_mask_lo) != r->dst_lo)))
-        return 0;
-    if (m & (MB_R_SPORT | MB_R_DPORT)) {
-        if (!(p->flags & MB_F_L4))
-            return 0;
-        if ((m & MB_R_SPORT) && (p->sport < r->sport_lo || p->sport > r->sport_hi))
-            return 0;
-        if ((m & MB_R_DPORT) && (p->dport < r->dport_lo || p->dport > r->dport_hi))
-            return 0;
-    }
-    return 1;
-}
+/* mb_match.h's rule match */
+#define MB_MATCH_NAME matches
+#define MB_MATCH_PARAMS const struct mbk_rule *r, const struct pkt *p
+#define MB_SHI p->shi
+#define MB_SLO p->slo
+#define MB_DHI p->dhi
+#define MB_DLO p->dlo
+#include "../includes/mb_match.h"
 
 struct walk {
     const struct pkt *p;

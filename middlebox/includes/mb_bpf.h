@@ -7,7 +7,7 @@
  * keep it looping for ever; programs with backward jumps run here instead:
  * the same results for every opcode, plus at most `loop_limit` backward
  * jumps per packet (the next one ends the program with 0, and *looped is
- * set).  netmapy.cbpf.check() has vetted the program (known opcodes, jumps
+ * set).  netmapy.host.cbpf.check() has vetted the program (known opcodes, jumps
  * inside it, M[] written before read, no constant division by 0 or shift
  * past 31); unknown opcodes and jumps out of it still end it with 0 here.
  */

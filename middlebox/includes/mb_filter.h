@@ -2,10 +2,10 @@
  * middlebox filters: packet parsing and rule matching in C.
  *
  * mb_parse() reads Ethernet (up to two VLAN tags), IPv4 or IPv6 and the
- * first L4 header of a frame into struct mb_pkt, never reading past `len`:
- * every field is checked against the frame length before it is read, and
- * anything malformed (short frame, bad IHL, bad total length) leaves the
- * packet marked as such instead of being read further.
+ * first L4 header of a frame into struct mb_pkt, never reading past `len`
+ * (the parser is mb_parse.h's, the one the in-kernel rule program uses
+ * too): anything malformed (short frame, bad IHL, bad total length) leaves
+ * the packet marked as such instead of being read further.
  *
  * A rule set is an array of struct mb_rule evaluated in order, first match
  * wins; "ratelimit" rules keep a per-source token bucket in a fixed-size
@@ -17,18 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MB_ETH_IP4   0x0800
-#define MB_ETH_IP6   0x86DD
-#define MB_ETH_VLAN  0x8100
-#define MB_ETH_QINQ  0x88A8
-
-enum { MB_L3_NONE = 0, MB_L3_IP4 = 4, MB_L3_IP6 = 6 };
-
-/* what the parser found */
-#define MB_F_MALFORMED  0x01    /* L3 header present but broken */
-#define MB_F_FRAG       0x02    /* an IP fragment */
-#define MB_F_LATER_FRAG 0x04    /* a fragment other than the first: no L4 */
-#define MB_F_L4         0x08    /* ports (TCP/UDP/SCTP) were read */
+#include "mb_parse.h"      /* MB_ETH_*, MB_L3_*, MB_F_*; the parser below */
 
 struct mb_pkt {
     uint16_t ethertype;          /* after VLAN tags */
@@ -50,108 +39,26 @@ static inline void mb_v4mapped(uint8_t *out, const uint8_t *a)
     memcpy(out + 12, a, 4);
 }
 
+/* the parser is mb_parse.h's, shared with the in-kernel rule program */
+#define MB_PARSE_NAME mb_parse_frame
+#define MB_PARSE_PARAMS const uint8_t *f, uint32_t flen
+#define MB_PKT struct mb_pkt
+#define MB_LEN flen
+#define MB_AT(off, n) ((uint64_t)(off) + (n) <= flen ? f + (off) : (const uint8_t *)0)
+#define MB_ADDR4(p, is_src, b) mb_v4mapped((is_src) ? (p)->src : (p)->dst, (b))
+#define MB_ADDR6(p, is_src, b) memcpy((is_src) ? (p)->src : (p)->dst, (b), 16)
+#define MB_OFFSETS(p, l3, l4) ((p)->l3_off = (uint16_t)(l3), (p)->l4_off = (uint16_t)(l4))
+#define MB_INLINE static inline
+#include "mb_parse.h"
+
 static inline void mb_parse(const uint8_t *f, uint32_t len, struct mb_pkt *p)
 {
-    uint32_t off = 12;
     memset(p, 0, sizeof(*p));
-    if (len < 14)
-        return;
-    p->ethertype = mb_rd16(f + off);
-    off += 2;
-    while ((p->ethertype == MB_ETH_VLAN || p->ethertype == MB_ETH_QINQ) && p->vlans < 2) {
-        if (off + 4 > len)
-            return;
-        p->ethertype = mb_rd16(f + off + 2);
-        off += 4;
-        p->vlans++;
-    }
-    p->l3_off = (uint16_t)off;
-    if (p->ethertype == MB_ETH_IP4) {
-        uint32_t ihl, tot;
-        const uint8_t *ip = f + off;
-        p->l3 = MB_L3_IP4;
-        if (off + 20 > len) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        ihl = (uint32_t)(ip[0] & 0x0f) * 4;
-        tot = mb_rd16(ip + 2);
-        if ((ip[0] >> 4) != 4 || ihl < 20 || off + ihl > len || tot < ihl) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        p->proto = ip[9];
-        mb_v4mapped(p->src, ip + 12);
-        mb_v4mapped(p->dst, ip + 16);
-        {
-            uint16_t fo = mb_rd16(ip + 6);
-            if (fo & 0x3fff)
-                p->flags |= MB_F_FRAG;
-            if (fo & 0x1fff) {
-                p->flags |= MB_F_LATER_FRAG;
-                return;
-            }
-        }
-        off += ihl;
-    } else if (p->ethertype == MB_ETH_IP6) {
-        const uint8_t *ip = f + off;
-        uint8_t nh;
-        int hops = 0;
-        p->l3 = MB_L3_IP6;
-        if (off + 40 > len) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        memcpy(p->src, ip + 8, 16);
-        memcpy(p->dst, ip + 24, 16);
-        nh = ip[6];
-        off += 40;
-        /* walk the common extension headers, bounded */
-        while (hops++ < 8) {
-            if (nh == 0 || nh == 43 || nh == 60) {          /* hop-by-hop, routing, dest opts */
-                if (off + 8 > len) { p->flags |= MB_F_MALFORMED; return; }
-                nh = f[off];
-                off += 8 + (uint32_t)f[off + 1] * 8;
-            } else if (nh == 44) {                           /* fragment */
-                if (off + 8 > len) { p->flags |= MB_F_MALFORMED; return; }
-                p->flags |= MB_F_FRAG;
-                if (mb_rd16(f + off + 2) & 0xfff8) {
-                    p->proto = f[off];
-                    p->flags |= MB_F_LATER_FRAG;
-                    return;
-                }
-                nh = f[off];
-                off += 8;
-            } else {
-                break;
-            }
-        }
-        if (off > len) {
-            p->flags |= MB_F_MALFORMED;
-            return;
-        }
-        p->proto = nh;
-    } else {
-        return;
-    }
-    p->l4_off = (uint16_t)off;
-    if ((p->proto == 6 || p->proto == 17 || p->proto == 132 || p->proto == 136) && off + 4 <= len) {
-        p->sport = mb_rd16(f + off);
-        p->dport = mb_rd16(f + off + 2);
-        p->flags |= MB_F_L4;
-    }
+    mb_parse_frame(f, len, p);
 }
 
 /* ------------------------------------------------------------------ rules */
-enum { MB_ACT_DENY = 0, MB_ACT_ALLOW = 1, MB_ACT_RATELIMIT = 2 };
-
-#define MB_R_PROTO   0x01
-#define MB_R_SRC     0x02
-#define MB_R_DST     0x04
-#define MB_R_SPORT   0x08
-#define MB_R_DPORT   0x10
-#define MB_R_IP4     0x20   /* only IPv4 */
-#define MB_R_IP6     0x40   /* only IPv6 */
+#include "mb_match.h"      /* MB_ACT_*, MB_R_*; the rule match below */
 
 struct mb_rule {
     uint8_t  action;
@@ -220,34 +127,15 @@ static inline void mb_addr_words(const uint8_t *a, uint64_t *hi, uint64_t *lo)
     *lo = l;
 }
 
-static inline int mb_rule_matches(const struct mb_rule *r, const struct mb_pkt *p,
-                                  uint64_t shi, uint64_t slo, uint64_t dhi, uint64_t dlo)
-{
-    uint8_t m = r->match;
-    if (!m)
-        return 1;
-    if (p->l3 == MB_L3_NONE || (p->flags & MB_F_MALFORMED))
-        return 0;
-    if ((m & MB_R_IP4) && p->l3 != MB_L3_IP4)
-        return 0;
-    if ((m & MB_R_IP6) && p->l3 != MB_L3_IP6)
-        return 0;
-    if ((m & MB_R_PROTO) && p->proto != r->proto)
-        return 0;
-    if ((m & MB_R_SRC) && (((shi & r->src_mask_hi) != r->src_hi) || ((slo & r->src_mask_lo) != r->src_lo)))
-        return 0;
-    if ((m & MB_R_DST) && (((dhi & r->dst_mask_hi) != r->dst_hi) || ((dlo & r->dst_mask_lo) != r->dst_lo)))
-        return 0;
-    if (m & (MB_R_SPORT | MB_R_DPORT)) {
-        if (!(p->flags & MB_F_L4))
-            return 0;
-        if ((m & MB_R_SPORT) && (p->sport < r->sport_lo || p->sport > r->sport_hi))
-            return 0;
-        if ((m & MB_R_DPORT) && (p->dport < r->dport_lo || p->dport > r->dport_hi))
-            return 0;
-    }
-    return 1;
-}
+/* the rule match is mb_match.h's, shared with the in-kernel rule program */
+#define MB_MATCH_NAME mb_rule_matches
+#define MB_MATCH_PARAMS const struct mb_rule *r, const struct mb_pkt *p, \
+                        uint64_t shi, uint64_t slo, uint64_t dhi, uint64_t dlo
+#define MB_SHI shi
+#define MB_SLO slo
+#define MB_DHI dhi
+#define MB_DLO dlo
+#include "mb_match.h"
 
 static inline uint64_t mb_hash(uint64_t hi, uint64_t lo, uint32_t rule)
 {

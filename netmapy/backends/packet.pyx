@@ -55,7 +55,7 @@ import os
 import socket
 import struct
 
-from .. import iface
+from netmapy.host import iface
 from ..errors import NoPrivilege, BackendError, InterfaceError
 
 SOL_PACKET = 263

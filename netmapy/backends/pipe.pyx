@@ -3,7 +3,7 @@
 
 ``pipe:NAME{N`` is the master end and ``pipe:NAME}N`` the slave end of pipe
 N of parent NAME.  All pipes of a parent share one memory domain (a 0600
-file in pipes/ of netmapy's run directory, ``netmapy.rundir``:
+file in pipes/ of netmapy's run directory, ``netmapy.host.rundir``:
 ``/dev/shm/netmapy-UID`` unless NETMAPY_RUNDIR says otherwise), so buffers
 move between them by index: zero copy.
 
@@ -45,8 +45,8 @@ DEFAULT_BUF_SIZE = 2048
 
 def rundir():
     """Where pipe domains and doorbells live: the pipes/ sub-directory of
-    netmapy's run directory (0700, owned by this user; see netmapy.rundir)."""
-    from netmapy import rundir as _rundir
+    netmapy's run directory (0700, owned by this user; see netmapy.host.rundir)."""
+    from netmapy.host import rundir as _rundir
     try:
         d = _rundir.rundir("pipes")
     except NetmapyError as e:

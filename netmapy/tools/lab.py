@@ -68,6 +68,8 @@ import click
 from netmapy import cli
 from netmapy.errors import NetmapyError, PortNameError
 from netmapy.names import check_ifname
+from netmapy.host.cpus import cpumask_hex as _cpumask_hex
+from netmapy.host.netns import netns_exists, list_netns  # noqa: F401  (part of this API)
 
 __all__ = [
     "Lab", "Line", "VethPair", "SingleNsVeth", "single_ns_veth",
@@ -75,7 +77,6 @@ __all__ = [
     "netns_exists", "list_netns", "main",
 ]
 
-NETNS_DIR = "/var/run/netns"
 ROLES = ("src", "mbox", "sink")
 MAX_LINES = 256
 
@@ -138,18 +139,6 @@ def _ip_batch(cmds, ns=None, force=False):
         argv += ["-n", ns]
     argv += ["-batch", "-"]
     _run(argv, input="\n".join(cmds) + "\n")
-
-
-def netns_exists(name):
-    return os.path.exists(os.path.join(NETNS_DIR, name))
-
-
-def list_netns():
-    """Names of the named network namespaces (like ``ip netns list``)."""
-    try:
-        return sorted(os.listdir(NETNS_DIR))
-    except FileNotFoundError:
-        return []
 
 
 def _netns_pids(names):
@@ -243,20 +232,6 @@ IFNAMES = {"src": "s", "in": "a", "out": "b", "sink": "k"}
 
 def _ncpus():
     return os.cpu_count() or 1
-
-
-def _cpumask_hex(cpus):
-    """Kernel bitmap text (comma-separated 32-bit hex words) for a CPU set."""
-    mask = 0
-    for c in cpus:
-        mask |= 1 << c
-    words = []
-    while True:
-        words.append("%08x" % (mask & 0xffffffff))
-        mask >>= 32
-        if not mask:
-            break
-    return ",".join(reversed(words))
 
 
 def _xps_masks(queues, ncpus):

@@ -223,8 +223,8 @@ class Plan:
 
 
 def _default_src_mac(args, pn):
-    from netmapy import iface
-    from netmapy.netns import netns
+    from netmapy.host import iface
+    from netmapy.host.netns import netns
     if pn.backend in ("packet", "xdp", "netmap") and not pn.is_pipe:
         try:
             with netns(args.netns):
@@ -236,8 +236,8 @@ def _default_src_mac(args, pn):
 
 
 def _check_mtu(args, pn, sizes):
-    from netmapy import iface
-    from netmapy.netns import netns
+    from netmapy.host import iface
+    from netmapy.host.netns import netns
     if pn.backend not in ("packet", "xdp", "netmap") or pn.is_pipe:
         return
     try:
@@ -259,7 +259,7 @@ def _share(total, k, n):
 def _run_worker(plan, k, counters, events, go):
     """Open the port of worker k, say ready, wait for go, run, report."""
     import netmapy
-    from netmapy import pktgen
+    from netmapy.tools import pktgen_engine as pktgen
     args = plan.args
     name = plan.names[k]
     ports = []
@@ -338,6 +338,8 @@ def _run_worker(plan, k, counters, events, go):
 def _process_main(plan, k, counters, events, go):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from netmapy import stop
+    stop.exit_on_signals((signal.SIGTERM,))     # opt in: ports close on SIGTERM
     _pdeathsig()
     _run_worker(plan, k, counters, events, go)
 
@@ -396,7 +398,7 @@ def _merge_streams(results):
 
 def summarize(args, results, snaps, seconds, interrupted):
     """The summary dict (JSON) from the workers' results and counters."""
-    from netmapy import pktgen
+    from netmapy.tools import pktgen_engine as pktgen
     fn = "replay" if args.pcap else args.function
     tot = pktgen.merge(snaps)
     pk, by = _which(args.function)
@@ -443,7 +445,7 @@ def summarize(args, results, snaps, seconds, interrupted):
 
 
 def summary_text(d):
-    from netmapy.pktgen import si
+    from netmapy.tools.pktgen_engine import si
     fn = d["function"]
     verb = {"tx": "sent", "replay": "replayed", "rx": "received", "ping": "sent",
             "pong": "reflected"}[fn]
@@ -531,7 +533,7 @@ def _validate(args):
             raise cli.CliError("-f %s does not send generated frames: %s do not apply" % (
                 args.function, ", ".join(given)))
     # parse the addresses now, for one clear line per mistake
-    from netmapy import pktgen
+    from netmapy.tools import pktgen_engine as pktgen
     for opt, val, fn in (("--src-mac", args.src_mac, pktgen.parse_mac),
                          ("--dst-mac", args.dst_mac, pktgen.parse_mac),
                          ("--src-ip", args.src_ip, pktgen.parse_ip_range),
@@ -543,7 +545,7 @@ def _validate(args):
 
 
 def run(args):
-    from netmapy import pktgen
+    from netmapy.tools import pktgen_engine as pktgen
     _validate(args)
     cli.terminate_on_sigterm()
     # Ctrl-C (or kill -INT, even when started in the background, where the

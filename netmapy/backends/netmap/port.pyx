@@ -15,7 +15,7 @@ How a port is opened:
    module's API is probed silently (``NETMAP_REQ_PORT_INFO_GET`` through
    ``NIOCCTRL``; modules older than API 14 answer differently and are then
    driven with the legacy ``NIOCREGIF``);
-2. the name is translated by ``netmapy.netmap_req.translate`` and sent as
+2. the name is translated by ``netmapy.backends.netmap.req.translate`` and sent as
    ``NETMAP_REQ_REGISTER`` (``nmreq_header`` + ``nmreq_register`` + the
    option chain);
 3. the memory region is mapped once per (process, ``nr_mem_id``) and shared
@@ -43,7 +43,7 @@ Options (``netmapy.open(name, **options)``)::
     link_timeout=5.0    after registering a NIC, wait this long for the
                         carrier to come back (drivers reset the link); 0: no
     link_settle=0.2     ... and for it to stay up this long
-    preflight="warn"    run netmapy.preflight checks: "warn" logs them,
+    preflight="warn"    run netmapy.backends.netmap.preflight checks: "warn" logs them,
                         "strict" raises PreflightError on errors, False: skip
     require_up=True     refuse an interface that is down (InterfaceDown)
     no_tx_poll=False    NR_NO_TX_POLL
@@ -65,9 +65,9 @@ import errno as _errno
 import logging
 import os
 
-from .. import iface
-from .. import netmap_req
-from ..errors import (BackendError, InterfaceDown, InterfaceNotFound,
+from netmapy.host import iface
+from netmapy.backends.netmap import req as netmap_req
+from netmapy.errors import (BackendError, InterfaceDown, InterfaceNotFound,
                       NetmapyError, NoPrivilege, PortBusy, QueueOutOfRange)
 
 cdef extern from "<sys/mman.h>" nogil:
@@ -570,7 +570,7 @@ cdef class NetmapPort(Port):
         self._opened("netmap")
 
     def _preflight(self, req, mode, forward):
-        from .. import preflight as pf
+        from netmapy.backends.netmap import preflight as pf
         findings = pf.check_request(req, forward=forward)
         self._findings = findings
         errors = [f for f in findings if f.severity == "error"]
@@ -824,7 +824,7 @@ cdef class NetmapPort(Port):
         return r
 
     def _wait_link(self, ifname, timeout, settle):
-        from .. import preflight as pf
+        from netmapy.backends.netmap import preflight as pf
         res = pf.wait_for_link(ifname, timeout=timeout, settle=settle)
         self.link_flaps = res.flaps
         self.link_wait = res.waited

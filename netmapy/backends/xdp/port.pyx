@@ -1,6 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """xdp backend: netmap rings over AF_XDP sockets, one per (interface, queue).
 
+This file is the port (``XdpPort``), its UMEM (``Umem``), ``forward_pair``
+and the exit hook; the bpf() calls are bpf.pyx, the per-interface program
+attach.pyx, the programs prog.py (see the package's docstring).
+
 ``xdp:eth3~4``  an RX ring fed by RX queue 4 of eth3 only: an XDP program
                 redirects that queue's packets to an AF_XDP socket and
                 passes everything else (other queues, and packets the
@@ -62,641 +66,30 @@ from netmapy.includes.system cimport (
 from netmapy.core import open_or_undo
 from netmapy.core cimport Port, Memory, poll_pair, ring_move, pair_interrupted
 from netmapy.stop cimport stop_requested
+from netmapy.includes.xdp cimport *
 from netmapy.includes.system cimport monotonic_ms
 
 import atexit
 import errno as _errno
-import fcntl
 import logging
 import os
 import select
 import signal
-import tempfile
-import threading
 import time
 import weakref
 
-from .. import iface
-from .. import netns as _netns
-from .. import xdpprog
-from .. import cbpf
-from ..errors import (NetmapyError, NoPrivilege, BackendError, InterfaceError,
-                      PortBusy, QueueBusy, QueueOutOfRange, InterfaceNotFound)
-from ..xdpprog import SteerError, BpfTranslateError, compile_filter
+from netmapy.host import iface
+from netmapy.host.netns import (InNetnsFd as _InNs, current_netns_id as _cur_ns_ino,
+                                current_netns_fd as _cur_ns_fd)
+from netmapy.backends.xdp import prog as xdpprog
+from netmapy.errors import NetmapyError, BackendError, QueueBusy, QueueOutOfRange
+from netmapy.backends.xdp.bpf import EOPNOTSUPP, XdpUnsupported, _no_priv, _err, _steer_asm, load_program
+from netmapy.backends.xdp.attach import _Attachment
 
 log = logging.getLogger("netmapy")
 
-cdef extern from "<linux/bpf.h>":
-    enum:
-        BPF_MAP_TYPE_PROG_ARRAY
-        BPF_MAP_TYPE_XSKMAP
-        BPF_LINK_TYPE_XDP
-
-cdef extern from "<bpf/bpf.h>" nogil:
-    int bpf_prog_get_fd_by_id(uint32_t id)
-    int bpf_map_get_fd_by_id(uint32_t id)
-    int bpf_link_get_fd_by_id(uint32_t id)
-    int bpf_link_get_next_id(uint32_t start_id, uint32_t *next_id)
-    int bpf_link_detach(int link_fd)
-
-cdef extern from "<bpf/libbpf.h>" nogil:
-    struct bpf_xdp_query_opts:
-        size_t sz
-        uint32_t prog_id
-        uint32_t drv_prog_id
-        uint32_t hw_prog_id
-        uint32_t skb_prog_id
-        uint8_t attach_mode
-    int bpf_xdp_query(int ifindex, int flags, bpf_xdp_query_opts *opts)
-    int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)
-
-cdef extern from "<sys/eventfd.h>" nogil:
-    int eventfd(unsigned int initval, int flags)
-    enum:
-        EFD_CLOEXEC
-        EFD_NONBLOCK
-
-cdef extern from "<time.h>" nogil:
-    struct timespec:
-        long tv_sec
-        long tv_nsec
-    int nanosleep(const timespec *req, timespec *rem)
-
-cdef extern from "<sys/socket.h>" nogil:
-    int setsockopt(int fd, int level, int name, const void *val, unsigned int len)
-
-__all__ = ["XdpPort", "Umem", "open_port", "compile_filter", "SteerError",
-           "forward_pair", "attach_program", "detach_program", "load_program",
-           "BpfTranslateError", "XdpUnsupported", "XdpProgramInUse",
-           "attachments", "cleanup_all", "install_signal_cleanup"]
-
-EOPNOTSUPP = _errno.EOPNOTSUPP
-XDP_ATTACHED_MODE = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
-
-
-class XdpUnsupported(BackendError, InterfaceError):
-    """The interface cannot run the XDP program or AF_XDP sockets in the
-    mode asked for."""
-
-    def __init__(self, message, err=_errno.EOPNOTSUPP):
-        InterfaceError.__init__(self, err, message)
-
-
-class XdpProgramInUse(PortBusy):
-    """Another XDP program is attached to the interface."""
-
-
-_PRIV = ("CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)")
-
-
-def _no_priv(what):
-    return NoPrivilege("the xdp backend (%s)" % what, _PRIV)
-
-
-def _err(int rc, what):
-    """An OSError for a negative errno return of a C helper."""
-    e = -rc
-    if e in (_errno.EPERM, _errno.EACCES):
-        raise _no_priv(what)
-    raise OSError(e, "%s: %s" % (what, os.strerror(e)))
-
-
-def _close_nogil(int fd):
-    with nogil:
-        close(fd)
-
-
-def _cur_ns_ino():
-    return os.stat("/proc/thread-self/ns/net").st_ino
-
-
-class _InNs:
-    """Run a block in the network namespace of an open namespace fd (used
-    at close, which may run from another namespace than open did)."""
-
-    def __init__(self, fd, ino):
-        self.fd, self.ino, self.back = fd, ino, -1
-
-    def __enter__(self):
-        if self.fd >= 0 and _cur_ns_ino() != self.ino:
-            self.back = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            _netns.setns(self.fd)
-        return self
-
-    def __exit__(self, *exc):
-        if self.back >= 0:
-            try:
-                _netns.setns(self.back)
-            finally:
-                os.close(self.back)
-                self.back = -1
-        return False
-
-
-# ----------------------------------------------------------- programs
-
-def _steer_asm(steer, netmask=None, ifname=None, chain=False):
-    """The steer program from a steer option (a tcpdump expression,
-    classic BPF text or a list of instructions).  An expression gets
-    netmask, or by default the IPv4 netmask of ifname (read now, in the
-    calling thread's namespace) for expressions that need one."""
-    if isinstance(steer, str):
-        s = steer.strip()
-        if cbpf.looks_like_text(s):
-            return xdpprog.steer_program(xdpprog.parse_cbpf(s, "steer"), source="steer",
-                                         chain=chain)
-        if netmask is None and ifname:
-            netmask = iface.ipv4_netmask(ifname)
-        return xdpprog.steer_program(
-            compile_filter(steer, netmask=netmask, netmask_from=ifname), source=repr(steer),
-            chain=chain)
-    return xdpprog.steer_program(steer, source="steer", chain=chain)
-
-
-def load_program(asm, str name, maps=None, int prog_type=xdpprog.PROG_TYPE_XDP):
-    """Load an xdpprog.Asm as an XDP program (or another prog_type);
-    returns its fd.  A verifier rejection raises SteerError with the end of
-    the verifier's log (and the program's source, when it is a translation
-    of a filter)."""
-    cdef bytes code = asm.code(maps)
-    cdef char *log = <char *>malloc(1 << 20)
-    cdef int fd
-    if log == NULL:
-        raise MemoryError()
-    try:
-        log[0] = 0
-        fd = nx_prog_load(prog_type, name.encode(), <const char *>code, len(code) // 8, log,
-                          1 << 20)
-        kind = "XDP" if prog_type == xdpprog.PROG_TYPE_XDP else "tc"
-        if fd < 0:
-            if fd in (-_errno.EPERM, -_errno.EACCES):
-                raise _no_priv("loading a BPF program")
-            text = (<bytes>log).decode("utf-8", "replace").strip().splitlines()
-            if text:
-                src = getattr(asm, "source", None)
-                raise SteerError("%sthe kernel's verifier rejected the %s program %s (%d "
-                                 "instructions): %s%s" % (
-                                     "%s: " % src if src else "", kind, name, len(code) // 8,
-                                     " | ".join(text[max(0, len(text) - 3):]),
-                                     "; run this filter in a middlebox Filter (libpcap's "
-                                     "interpreter) instead" if src else ""))
-            raise OSError(-fd, "loading the %s program %s: %s" % (kind, name, os.strerror(-fd)))
-        return fd
-    finally:
-        free(log)
-
-
-def _xdp_query(int ifindex):
-    """{prog_id, drv, skb, hw, mode} of the XDP programs on ifindex."""
-    cdef bpf_xdp_query_opts o
-    memset(&o, 0, sizeof(o))
-    o.sz = sizeof(o)
-    if bpf_xdp_query(ifindex, 0, &o) < 0:
-        e = errno
-        if e in (_errno.EPERM, _errno.EACCES):
-            raise _no_priv("querying XDP programs")
-        raise OSError(e, "querying the XDP program of ifindex %d: %s" % (ifindex, os.strerror(e)))
-    return dict(prog_id=o.prog_id, drv=o.drv_prog_id, skb=o.skb_prog_id,
-                hw=o.hw_prog_id, mode=o.attach_mode)
-
-
-def _prog_info(int fd):
-    cdef nx_prog_info pi
-    rc = nx_get_prog_info(fd, &pi)
-    if rc < 0:
-        _err(rc, "reading program info")
-    return dict(id=pi.id, type=pi.type, name=(<bytes>pi.name).decode("ascii", "replace"),
-                map_ids=[pi.map_ids[i] for i in range(pi.nr_map_ids)],
-                tag=bytes(pi.tag[:8]).hex())
-
-
-def _map_info(int fd):
-    cdef nx_map_info mi
-    rc = nx_get_map_info(fd, &mi)
-    if rc < 0:
-        _err(rc, "reading map info")
-    return dict(id=mi.id, type=mi.type, max_entries=mi.max_entries,
-                name=(<bytes>mi.name).decode("ascii", "replace"))
-
-
-def _find_xdp_link(uint32_t prog_id):
-    """(link id, ifindex) of the XDP bpf_link that holds program prog_id,
-    or (0, 0)."""
-    cdef uint32_t cur = 0, nxt = 0
-    cdef nx_link_info li
-    cdef int fd
-    while bpf_link_get_next_id(cur, &nxt) == 0:
-        cur = nxt
-        fd = bpf_link_get_fd_by_id(cur)
-        if fd < 0:
-            continue
-        try:
-            if nx_get_link_info(fd, &li) == 0 and li.type == BPF_LINK_TYPE_XDP \
-                    and li.prog_id == prog_id:
-                return li.id, li.ifindex
-        finally:
-            close(fd)
-    return 0, 0
-
-
-# ------------------------------------------------- per-interface program
-
-def _lock_dir():
-    """The xdp/ sub-directory of netmapy's run directory (netmapy.rundir)."""
-    from netmapy import rundir as _rundir
-    return _rundir.rundir("xdp")
-
-
-_key_locks = {}
-_lock = threading.Lock()
-
-
-def _gc_lock_files(d):
-    """Remove the lock files of interfaces nobody uses any more (left by
-    processes killed with SIGKILL).  Skips any that is busy."""
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return
-    for n in names:
-        if not n.endswith(".lock"):
-            continue
-        mpath = os.path.join(d, n)
-        upath = mpath[:len(mpath) - 5] + ".users"
-        try:
-            mfd = os.open(mpath, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(mfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.stat(mpath).st_ino != os.fstat(mfd).st_ino:
-                continue
-            try:
-                ufd = os.open(upath, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                ufd = -1
-            try:
-                if ufd >= 0:
-                    fcntl.flock(ufd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    os.unlink(upath)
-                os.unlink(mpath)
-            finally:
-                if ufd >= 0:
-                    os.close(ufd)
-        except OSError:
-            pass
-        finally:
-            os.close(mfd)
-
-
-class _Attachment:
-    """The dispatcher program of one interface, as this process uses it.
-
-    Shared by every port of the process on that interface (refcounted) and,
-    through the kernel objects, by every netmapy process on it: each holds
-    the program's maps (and its bpf_link) by fd.  Open and close of these
-    run under an exclusive lock (a file in xdp/ of the run directory, per network
-    namespace and ifindex); while it has ports, a process holds the
-    interface's "users" file locked shared, so the last one out knows it is
-    the last (flock locks die with their process, even after SIGKILL).
-    """
-
-    registry = {}
-
-    def __init__(self, key, ifname, ifindex, ns_fd, ns_ino):
-        self.key = key
-        self.ifname, self.ifindex = ifname, ifindex
-        self.ns_fd, self.ns_ino = ns_fd, ns_ino
-        self.users = 0
-        self.prog_fd = self.xsk_fd = self.progs_fd = self.link_fd = -1
-        self.netlink_flags = None   # set when attached through netlink by us
-        self.joined = False
-        self.mode = None
-        self.prog_id = 0
-        self.displaced = None       # (fd, flags, id, name) of a forced-out program
-        self.users_fd = -1
-        self.max_entries = 0
-        d = _lock_dir()
-        _gc_lock_files(d)
-        base = os.path.join(d, "ns%d-if%d" % (ns_ino, ifindex))
-        self.mutex_path = base + ".lock"
-        self.users_path = base + ".users"
-
-    # -- locks
-    def _mutex(self):
-        """Lock the interface's mutex file.  The last process out unlinks
-        the files, so after locking check that the path still names the
-        file we locked (or we would be alone with a deleted one)."""
-        while True:
-            fd = os.open(self.mutex_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                if os.stat(self.mutex_path).st_ino == os.fstat(fd).st_ino:
-                    return fd
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-
-    def _alone(self):
-        """True if no other process holds the users lock (we hold it shared,
-        or not at all).  Leaves our lock shared."""
-        try:
-            fcntl.flock(self.users_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(self.users_fd, fcntl.LOCK_SH)
-        return True
-
-    @staticmethod
-    def _key_lock(key):
-        with _lock:
-            lk = _key_locks.get(key)
-            if lk is None:
-                lk = _key_locks[key] = threading.Lock()
-            return lk
-
-    @classmethod
-    def acquire(cls, ifname, info, xdp_mode, attach, force, nqueues):
-        ns_ino = _cur_ns_ino()
-        key = (ns_ino, info.index)
-        with cls._key_lock(key):
-            a = cls.registry.get(key)
-            if a is None:
-                ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                a = None
-                try:
-                    a = cls(key, ifname, info.index, ns_fd, ns_ino)
-                    a._setup(info, xdp_mode, attach, force, nqueues)
-                except BaseException:
-                    if a is not None:
-                        a._teardown()
-                    else:
-                        os.close(ns_fd)
-                    raise
-                cls.registry[key] = a
-            a.users += 1
-            return a
-
-    def _setup(self, info, xdp_mode, attach, force, nqueues):
-        mfd = self._mutex()
-        try:
-            self.users_fd = os.open(self.users_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self.users_fd, fcntl.LOCK_SH)
-            q = _xdp_query(self.ifindex)
-            ids = [i for i in (q["drv"], q["skb"], q["hw"]) if i] or \
-                  ([q["prog_id"]] if q["prog_id"] else [])
-            for pid in ids:
-                if self._try_join(pid, q, force, info):
-                    return
-            self._attach_new(info, xdp_mode, attach, max(nqueues, 1))
-        finally:
-            os.close(mfd)
-
-    def _ours(self, int fd):
-        """Map fds (xsk, progs) if fd is a netmapy dispatcher, else None."""
-        pi = _prog_info(fd)
-        if pi["name"] != xdpprog.PROG_NAME:
-            return None, pi
-        xsk = progs = -1
-        for mid in pi["map_ids"]:
-            mfd = bpf_map_get_fd_by_id(mid)
-            if mfd < 0:
-                continue
-            mi = _map_info(mfd)
-            if mi["name"] == xdpprog.XSKMAP_NAME and mi["type"] == BPF_MAP_TYPE_XSKMAP and xsk < 0:
-                xsk = mfd
-                self.max_entries = mi["max_entries"]
-            elif mi["name"] == xdpprog.PROGMAP_NAME and mi["type"] == BPF_MAP_TYPE_PROG_ARRAY and progs < 0:
-                progs = mfd
-            else:
-                close(mfd)
-        if xsk < 0 or progs < 0:
-            for f in (xsk, progs):
-                if f >= 0:
-                    close(f)
-            return None, pi
-        return (xsk, progs), pi
-
-    def _try_join(self, uint32_t prog_id, q, force, info):
-        """Handle an attached program: join ours, replace our stale one,
-        refuse (or, forced, displace) someone else's.  True if joined."""
-        cdef int fd = bpf_prog_get_fd_by_id(prog_id)
-        if fd < 0:
-            e = errno
-            if e in (_errno.EPERM, _errno.EACCES):
-                raise _no_priv("reading the interface's XDP program")
-            if e == _errno.ENOENT:
-                return False        # detached meanwhile
-            raise OSError(e, "bpf_prog_get_fd_by_id(%d): %s" % (prog_id, os.strerror(e)))
-        mode = ("native" if prog_id == q["drv"] else "generic" if prog_id == q["skb"]
-                else "offload" if prog_id == q["hw"] else XDP_ATTACHED_MODE.get(q["mode"], "?"))
-        flags = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}.get(mode, 0)
-        try:
-            maps, pi = self._ours(fd)
-        except BaseException:
-            close(fd)
-            raise
-        link_id, _ = _find_xdp_link(prog_id)
-        if maps is not None:
-            if link_id:
-                lfd = bpf_link_get_fd_by_id(link_id)
-                if lfd >= 0:
-                    self.link_fd = lfd
-                    self.prog_fd = fd
-                    self.xsk_fd, self.progs_fd = maps
-                    self.mode, self.prog_id, self.joined = mode, prog_id, True
-                    return True
-                # the link went away meanwhile (its last holder closed it)
-                for f in maps:
-                    close(f)
-                close(fd)
-                return False
-            elif not self._alone():
-                # attached through netlink by a live netmapy process
-                self.prog_fd = fd
-                self.xsk_fd, self.progs_fd = maps
-                self.netlink_flags = flags
-                self.mode, self.prog_id, self.joined = mode, prog_id, True
-                return True
-            else:
-                log.warning("netmapy: %s: replacing netmapy's stale XDP program "
-                            "(id %d, %s mode) left by a process that died",
-                            self.ifname, prog_id, mode)
-                for f in maps:
-                    close(f)
-                rc = nx_xdp_attach(self.ifindex, -1, flags, fd)
-                close(fd)
-                if rc < 0 and -rc != _errno.EEXIST:
-                    _err(rc, "%s: detaching the stale XDP program %d" % (self.ifname, prog_id))
-                return False
-        # someone else's program
-        owner = ("held by bpf_link id %d" % link_id) if link_id else "attached through netlink"
-        desc = ("%s already has an XDP program that netmapy did not install: id %d "
-                "'%s' (%s mode, %s)" % (self.ifname, prog_id, pi["name"], mode, owner))
-        if not force:
-            close(fd)
-            how = ("`ip link set dev %s xdp off`" % self.ifname) if not link_id else \
-                  ("`bpftool link detach id %d`" % link_id)
-            raise XdpProgramInUse("%s; netmapy never removes it silently: remove it (%s) "
-                                  "or open with force=True to replace it while the port "
-                                  "is open (it is put back on close)" % (desc, how))
-        if link_id:
-            close(fd)
-            raise XdpProgramInUse("%s; force=True cannot take over a program held by a "
-                                  "bpf_link: its owner must release it (`bpftool link "
-                                  "detach id %d`)" % (desc, link_id))
-        rc = nx_xdp_attach(self.ifindex, -1, flags, fd)
-        if rc < 0:
-            close(fd)
-            _err(rc, "%s: detaching XDP program %d (force=True)" % (self.ifname, prog_id))
-        log.warning("netmapy: %s: force=True: removed XDP program %d '%s' (%s mode); it "
-                    "is put back when the port closes", self.ifname, prog_id, pi["name"], mode)
-        self.displaced = (fd, flags, prog_id, pi["name"])
-        return False
-
-    def _attach_new(self, info, xdp_mode, attach, uint32_t nq):
-        cdef int fd
-        flags = XDP_FLAGS_DRV_MODE if xdp_mode == "native" else XDP_FLAGS_SKB_MODE
-        fd = nx_map_create(BPF_MAP_TYPE_XSKMAP, xdpprog.XSKMAP_NAME.encode(), 4, 4, nq)
-        if fd < 0:
-            _err(fd, "creating the XSKMAP")
-        self.xsk_fd = fd
-        self.max_entries = nq
-        fd = nx_map_create(BPF_MAP_TYPE_PROG_ARRAY, xdpprog.PROGMAP_NAME.encode(), 4, 4, nq)
-        if fd < 0:
-            _err(fd, "creating the filter program array")
-        self.progs_fd = fd
-        self.prog_fd = load_program(xdpprog.dispatcher(), xdpprog.PROG_NAME,
-                                    {xdpprog.XSKMAP_NAME: self.xsk_fd,
-                                     xdpprog.PROGMAP_NAME: self.progs_fd})
-        cdef int pfd = self.prog_fd, ifx = self.ifindex
-        cdef uint32_t fl = flags
-        if attach == "link":
-            with nogil:
-                fd = nx_link_create(pfd, ifx, fl)
-            if fd >= 0:
-                self.link_fd = fd
-        else:
-            with nogil:
-                fd = nx_xdp_attach(ifx, pfd, fl | XDP_FLAGS_UPDATE_IF_NOEXIST, -1)
-            if fd == 0:
-                self.netlink_flags = flags
-        if fd < 0:
-            e = -fd
-            if e in (_errno.EPERM, _errno.EACCES):
-                raise _no_priv("attaching an XDP program")
-            if e in (_errno.EOPNOTSUPP, _errno.EINVAL) and xdp_mode == "native":
-                raise XdpUnsupported(
-                    "interface %s (driver %r) has no native XDP support: open it with "
-                    "xdp_mode='generic' (skb mode: slower, copy only)"
-                    % (self.ifname, info.driver or "?"), e)
-            if e == _errno.EBUSY or e == _errno.EEXIST:
-                raise XdpProgramInUse("%s: another XDP program was attached meanwhile; "
-                                      "try again" % self.ifname)
-            raise XdpUnsupported("%s: cannot attach the XDP program in %s mode: %s"
-                                 % (self.ifname, xdp_mode, os.strerror(e)), e)
-        self.mode = xdp_mode
-        self.prog_id = _prog_info(self.prog_fd)["id"]
-
-    # -- per queue
-    def bypass(self, uint32_t queue, int sock_fd):
-        if queue >= self.max_entries:
-            raise QueueOutOfRange(self.ifname, queue, self.max_entries, "RX")
-        rc = nx_map_set(self.xsk_fd, queue, sock_fd)
-        if rc < 0:
-            _err(rc, "%s: adding queue %d to the XSKMAP" % (self.ifname, queue))
-
-    def unbypass(self, uint32_t queue):
-        if self.xsk_fd >= 0:
-            nx_map_del(self.xsk_fd, queue)
-
-    def set_filter(self, uint32_t queue, int prog_fd):
-        if prog_fd < 0:
-            rc = nx_map_del(self.progs_fd, queue)
-            if rc < 0 and -rc != _errno.ENOENT:
-                _err(rc, "%s: removing the filter of queue %d" % (self.ifname, queue))
-            return
-        rc = nx_map_set(self.progs_fd, queue, prog_fd)
-        if rc < 0:
-            _err(rc, "%s: installing the filter of queue %d" % (self.ifname, queue))
-
-    def bypassed_queues(self):
-        cdef uint32_t keys[4096]
-        if self.xsk_fd < 0:
-            return []
-        n = nx_map_keys(self.xsk_fd, keys, 4096)
-        return [keys[i] for i in range(n)]
-
-    def release(self):
-        with self._key_lock(self.key):
-            self.users -= 1
-            if self.users > 0:
-                return
-            if self.registry.get(self.key) is self:
-                del self.registry[self.key]
-            self._teardown()
-
-    def _teardown(self):
-        mfd = -1
-        try:
-            mfd = self._mutex()
-        except OSError:
-            pass
-        alone = False
-        try:
-            alone = self.users_fd < 0 or self._alone()
-            if self.netlink_flags is not None and self.prog_fd >= 0 and alone:
-                with _InNs(self.ns_fd, self.ns_ino):
-                    rc = nx_xdp_attach(self.ifindex, -1, self.netlink_flags, self.prog_fd)
-                if rc < 0 and -rc not in (_errno.EEXIST, _errno.ENODEV):
-                    log.warning("netmapy: %s: detaching the XDP program: %s",
-                                self.ifname, os.strerror(-rc))
-            for name in ("link_fd", "prog_fd", "xsk_fd", "progs_fd"):
-                f = getattr(self, name)
-                if f >= 0:
-                    _close_nogil(f)
-                    setattr(self, name, -1)
-            if self.displaced is not None:
-                dfd, dflags, did, dname = self.displaced
-                self.displaced = None
-                if alone:
-                    with _InNs(self.ns_fd, self.ns_ino):
-                        rc = nx_xdp_attach(self.ifindex, dfd, dflags | XDP_FLAGS_UPDATE_IF_NOEXIST, -1)
-                    if rc < 0:
-                        log.warning("netmapy: %s: could not put back XDP program %d '%s': %s",
-                                    self.ifname, did, dname, os.strerror(-rc))
-                else:
-                    log.warning("netmapy: %s: XDP program %d '%s' (replaced with force=True) "
-                                "is not put back: other netmapy processes still use the "
-                                "interface", self.ifname, did, dname)
-                close(dfd)
-        finally:
-            if alone and mfd >= 0:
-                # nobody else uses the interface: remove the lock files
-                # (under the mutex; openers re-check the inode they lock)
-                for path in (self.users_path, self.mutex_path):
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-            if self.users_fd >= 0:
-                os.close(self.users_fd)
-                self.users_fd = -1
-            if mfd >= 0:
-                os.close(mfd)
-            if self.ns_fd >= 0:
-                os.close(self.ns_fd)
-                self.ns_fd = -1
-
-    def describe(self):
-        return dict(prog_id=self.prog_id, mode=self.mode, joined=self.joined,
-                    attach="link" if self.link_fd >= 0 else "netlink",
-                    bypassed=sorted(self.bypassed_queues()))
-
-
-def attachments():
-    """{(netns inode, ifindex): description} of this process's programs."""
-    return {k: a.describe() for k, a in _Attachment.registry.items()}
+__all__ = ["XdpPort", "Umem", "open_port", "forward_pair", "cleanup_all",
+           "install_signal_cleanup"]
 
 
 # ----------------------------------------------------------------- UMEM
@@ -898,7 +291,7 @@ cdef class XdpPort(Port):
         if q is not None and want_tx and q >= max(info.num_tx_queues, info.num_rx_queues):
             raise QueueOutOfRange(name.ifname, q, max(info.num_tx_queues, info.num_rx_queues), "TX")
         self.ifindex = info.index
-        nsfd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        nsfd = _cur_ns_fd()
         self._py["ns"] = (nsfd, _cur_ns_ino())
         self.push_undo("close the namespace fd", lambda: os.close(nsfd))
         if mode in ("ONE_NIC", "SINGLE_RX"):
@@ -1724,73 +1117,6 @@ def forward_pair(Port a, Port b, long long count=0, double seconds=0,
                 swapped=bool(swap))
 
 
-def test_run(int prog_fd, frame):
-    """Run an XDP program once on frame (BPF_PROG_RUN, no side effects);
-    returns its XDP_* verdict."""
-    cdef bytes data = bytes(frame)
-    cdef uint32_t ret = 0
-    rc = nx_test_run(prog_fd, <const char *>data, len(data), &ret)
-    if rc < 0:
-        _err(rc, "BPF_PROG_RUN")
-    return ret
-
-
-def test_run_timed(int prog_fd, frame, uint32_t repeat):
-    """Run an XDP program `repeat` times on frame in the kernel
-    (BPF_PROG_RUN with repeat, no side effects): (its XDP_* verdict, the
-    kernel's mean nanoseconds per run).  For benchmarks."""
-    cdef bytes data = bytes(frame)
-    cdef uint32_t ret = 0, ns = 0
-    rc = nx_test_run_repeat(prog_fd, <const char *>data, len(data), repeat, &ret, &ns)
-    if rc < 0:
-        _err(rc, "BPF_PROG_RUN")
-    return ret, ns
-
-
-def attach_program(ifname, asm, str name="netmapy_aux", mode="native"):
-    """Load an xdpprog.Asm and attach it to ifname through netlink (as
-    `ip link set dev IF xdp obj ...` would): for tests and benchmarks (an
-    XDP_DROP baseline, or "someone else's program").  Returns its id."""
-    cdef int fd, rc
-    info = iface.require(ifname, up=False)
-    flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
-    fd = load_program(asm, name)
-    try:
-        rc = nx_xdp_attach(info.index, fd, flags | XDP_FLAGS_UPDATE_IF_NOEXIST, -1)
-        if rc < 0:
-            _err(rc, "%s: attaching XDP program %s" % (ifname, name))
-        return _prog_info(fd)["id"]
-    finally:
-        close(fd)
-
-
-def detach_program(ifname, mode="native"):
-    """Detach whatever XDP program is attached to ifname through netlink."""
-    info = iface.require(ifname, up=False)
-    flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
-    rc = nx_xdp_attach(info.index, -1, flags, -1)
-    if rc < 0:
-        _err(rc, "%s: detaching the XDP program" % ifname)
-
-
-def xdp_program(ifname):
-    """(id, name, mode) of the XDP program on ifname, or None."""
-    cdef int fd
-    info = iface.require(ifname, up=False)
-    q = _xdp_query(info.index)
-    pid = q["drv"] or q["skb"] or q["hw"] or q["prog_id"]
-    if not pid:
-        return None
-    fd = bpf_prog_get_fd_by_id(pid)
-    if fd < 0:
-        return (pid, "?", XDP_ATTACHED_MODE.get(q["mode"], "?"))
-    try:
-        return (pid, _prog_info(fd)["name"],
-                "native" if pid == q["drv"] else "generic" if pid == q["skb"] else "offload")
-    finally:
-        close(fd)
-
-
 # ------------------------------------------------------------ cleanup
 
 def cleanup_all():
@@ -1806,31 +1132,21 @@ def cleanup_all():
 _hooks_installed = False
 
 
-def _on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def install_signal_cleanup(signals=(signal.SIGTERM, signal.SIGHUP)):
-    """Make these signals raise SystemExit in the main thread (so ``with``
-    blocks, ``finally`` clauses and atexit run and every port closes) when
-    their handler is still the default one.  Called on the first xdp open;
-    a program that installs its own handlers keeps them (and should close
-    its ports there, or call cleanup_all())."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    done = False
-    for s in signals:
-        if signal.getsignal(s) is signal.SIG_DFL:
-            signal.signal(s, _on_sigterm)
-            done = True
-    return done
+    """The opt-in for programs that want their xdp ports closed when a
+    signal ends them: netmapy.stop.exit_on_signals (SIGTERM and SIGHUP, if
+    their handlers are the defaults, raise SystemExit, so atexit runs
+    cleanup_all()).  The backend itself installs no signal handler."""
+    from netmapy.stop import exit_on_signals
+    return exit_on_signals(signals)
 
 
 def _install_exit_hooks():
+    """On the first open: close every port at interpreter exit (atexit, not
+    a signal handler; the kernel removes a bpf_link-attached program when
+    the process dies in any case)."""
     global _hooks_installed
     if _hooks_installed:
         return
     _hooks_installed = True
     atexit.register(cleanup_all)
-    if os.environ.get("NETMAPY_NO_SIGNAL_HANDLERS") != "1":
-        install_signal_cleanup()

@@ -1,7 +1,10 @@
+# The xdp backend's C (netmapy/includes/nm_xdp.h): AF_XDP sockets and rings,
+# the UMEM's free pool, host-stack injection, and the bpf() calls the
+# backend makes (programs, maps, links, test runs).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from netmapy.core cimport Port, Memory
 from netmapy.includes.abi cimport netmap_ring
 from netmapy.includes.mmsg cimport nm_mmsg_tx
+
 
 cdef extern from "nm_xdp.h" nogil:
     enum:
@@ -106,38 +109,42 @@ cdef extern from "nm_xdp.h" nogil:
                            uint32_t *retval, uint32_t *ns)
 
 
-cdef class Umem(Memory):
-    """An AF_XDP UMEM: frames are the Memory's buffers."""
-    cdef char *area
-    cdef size_t map_len
-    cdef uint64_t umem_len
-    cdef readonly uint32_t frames
-    cdef readonly uint32_t frame_size
-    cdef uint16_t *owner
-    cdef uint16_t next_id
-    cdef nx_pool pool
-    cdef readonly str group
-    cdef object _socks          # {id: fd} of live sockets bound to this UMEM
-    cdef readonly bint zerocopy
+# the kernel and libbpf declarations the backend uses
+cdef extern from "<linux/bpf.h>":
+    enum:
+        BPF_MAP_TYPE_PROG_ARRAY
+        BPF_MAP_TYPE_XSKMAP
+        BPF_LINK_TYPE_XDP
 
+cdef extern from "<bpf/bpf.h>" nogil:
+    int bpf_prog_get_fd_by_id(uint32_t id)
+    int bpf_map_get_fd_by_id(uint32_t id)
+    int bpf_link_get_fd_by_id(uint32_t id)
+    int bpf_link_get_next_id(uint32_t start_id, uint32_t *next_id)
+    int bpf_link_detach(int link_fd)
 
-cdef class XdpPort(Port):
-    cdef nx_sock *socks
-    cdef nx_pool *pool
-    cdef uint32_t nsocks
-    cdef bint rx_on, tx_on, host_on
-    cdef nm_inject host
-    cdef int ep_in, ep_out
-    cdef object _py                 # Python-side state (dict)
-    cdef readonly str ifname
-    cdef readonly int ifindex
-    cdef readonly tuple queues
-    cdef readonly str xdp_mode
-    cdef readonly bint zerocopy
-    cdef long coalesce_ns
-    cdef bint rx_active
-    cdef uint64_t naps
+cdef extern from "<bpf/libbpf.h>" nogil:
+    struct bpf_xdp_query_opts:
+        size_t sz
+        uint32_t prog_id
+        uint32_t drv_prog_id
+        uint32_t hw_prog_id
+        uint32_t skb_prog_id
+        uint8_t attach_mode
+    int bpf_xdp_query(int ifindex, int flags, bpf_xdp_query_opts *opts)
+    int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)
 
-    cdef _set_counts(self, uint32_t n)
-    cdef void _move_host(self, uint32_t to) noexcept
-    cdef void _nap(self) noexcept nogil
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    enum:
+        EFD_CLOEXEC
+        EFD_NONBLOCK
+
+cdef extern from "<time.h>" nogil:
+    struct timespec:
+        long tv_sec
+        long tv_nsec
+    int nanosleep(const timespec *req, timespec *rem)
+
+cdef extern from "<sys/socket.h>" nogil:
+    int setsockopt(int fd, int level, int name, const void *val, unsigned int len)
