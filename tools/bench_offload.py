@@ -56,6 +56,7 @@ import time
 import click
 
 from netmapy import cli
+from netmapy.host.cpus import cpu_ticks
 from netmapy.tools.zeroloss import search
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,18 +123,6 @@ def generate(v, pcap, rate, seconds):
 
 
 # ----------------------------------------------------------- host readings
-def cpu_ticks():
-    """{cpu: (busy ticks outside softirq, softirq ticks)} from /proc/stat."""
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
-                p = line.split()
-                v = [int(x) for x in p[1:8]]     # user nice system idle iowait irq softirq
-                out[int(p[0][3:])] = (v[0] + v[1] + v[2] + v[5], v[6])
-    return out
-
-
 def softnet_dropped():
     with open("/proc/net/softnet_stat") as f:
         return sum(int(l.split()[1], 16) for l in f if l.strip())

@@ -8,7 +8,7 @@ import os
 
 from ..units import parse_cpulist
 
-__all__ = ["online", "node_cpus", "numa_node", "local_first", "cpumask_hex"]
+__all__ = ["online", "node_cpus", "numa_node", "local_first", "cpumask_hex", "cpu_ticks"]
 
 
 def _read(path):
@@ -66,3 +66,16 @@ def cpumask_hex(cpus):
         if not mask:
             break
     return ",".join(reversed(words))
+
+
+def cpu_ticks():
+    """{cpu: (busy ticks outside softirq, softirq ticks)} from /proc/stat
+    (clock ticks: divide by os.sysconf("SC_CLK_TCK") for seconds)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                p = line.split()
+                v = [int(x) for x in p[1:8]]     # user nice system idle iowait irq softirq
+                out[int(p[0][3:])] = (v[0] + v[1] + v[2] + v[5], v[6])
+    return out

@@ -446,9 +446,40 @@ class _Topology:
     """Shared life cycle: namespaces, atexit, tracked processes, temp files."""
 
     _atexit_armed = False
+    _what = "the veth lab"          # for the "needs root" message
+    _repair_fixtures = False        # also remove dead test fixtures' namespaces
 
     def _namespace_names(self):
         raise NotImplementedError
+
+    def _pairs(self):
+        """The veth pairs to build: [(_End, _End), ...]."""
+        raise NotImplementedError
+
+    def up(self):
+        """Build the topology (repairing a stale one first).  Returns self."""
+        if self.is_up:
+            return self
+        _need_root(self._what)
+        if self._repair_fixtures:
+            _repair_dead_fixtures()
+        self._repair_stale("lab")
+        self._arm()
+        try:
+            _build(self._namespace_names(), self._pairs(), self.queues, self.mtu, self.gro,
+                   self.offloads, self.xps)
+        except BaseException:
+            self.down()
+            raise
+        self.is_up = True
+        return self
+
+    def down(self):
+        """Remove everything (idempotent): stops processes started through
+        ``exec``/``trafgen`` and any other process still running in the
+        namespaces, then deletes the namespaces (and so the veths)."""
+        self._cleanup()
+        self.is_up = False
 
     def _arm(self):
         if not self._atexit_armed:
@@ -600,39 +631,19 @@ class Lab(_Topology):
 
     # -- life cycle
 
-    def up(self):
-        """Build the lab (repairing a stale one first).  Returns self."""
-        if self.is_up:
-            return self
-        _need_root()
-        self._repair_stale("lab")
-        self._arm()
-        try:
-            pairs = []
-            for ln in self.lines:
-                s = _End(ln.src_ns, ln.src_if, ln.src_mac,
-                         "%s/%d" % (ln.src_ip, ln.prefixlen),
-                         neigh=((ln.sink_ip, ln.sink_mac),))
-                a = _End(ln.mbox_ns, ln.mbox_in, ln.mbox_in_mac, promisc=True)
-                b = _End(ln.mbox_ns, ln.mbox_out, ln.mbox_out_mac, promisc=True)
-                k = _End(ln.sink_ns, ln.sink_if, ln.sink_mac,
-                         "%s/%d" % (ln.sink_ip, ln.prefixlen),
-                         neigh=((ln.src_ip, ln.src_mac),))
-                pairs += [(s, a), (b, k)]
-            _build(self.namespaces, pairs, self.queues, self.mtu, self.gro,
-                   self.offloads, self.xps)
-        except BaseException:
-            self.down()
-            raise
-        self.is_up = True
-        return self
-
-    def down(self):
-        """Remove everything (idempotent): stops processes started through
-        ``exec``/``trafgen`` and any other process still running in the
-        lab's namespaces, then deletes the namespaces (and so the veths)."""
-        self._cleanup()
-        self.is_up = False
+    def _pairs(self):
+        pairs = []
+        for ln in self.lines:
+            s = _End(ln.src_ns, ln.src_if, ln.src_mac,
+                     "%s/%d" % (ln.src_ip, ln.prefixlen),
+                     neigh=((ln.sink_ip, ln.sink_mac),))
+            a = _End(ln.mbox_ns, ln.mbox_in, ln.mbox_in_mac, promisc=True)
+            b = _End(ln.mbox_ns, ln.mbox_out, ln.mbox_out_mac, promisc=True)
+            k = _End(ln.sink_ns, ln.sink_if, ln.sink_mac,
+                     "%s/%d" % (ln.sink_ip, ln.prefixlen),
+                     neigh=((ln.src_ip, ln.src_mac),))
+            pairs += [(s, a), (b, k)]
+        return pairs
 
     # -- running things inside
 
@@ -859,31 +870,15 @@ class VethPair(_Topology):
     def _namespace_names(self):
         return (self.ns_a, self.ns_b)
 
-    def up(self):
-        if self.is_up:
-            return self
-        _need_root("a veth pair")
-        _repair_dead_fixtures()
-        self._repair_stale("lab")
-        self._arm()
-        try:
-            a = _End(self.ns_a, self.if_a, self.mac_a,
-                     "%s/%d" % (self.ip_a, self.prefixlen),
-                     neigh=((self.ip_b, self.mac_b),))
-            b = _End(self.ns_b, self.if_b, self.mac_b,
-                     "%s/%d" % (self.ip_b, self.prefixlen),
-                     neigh=((self.ip_a, self.mac_a),))
-            _build((self.ns_a, self.ns_b), [(a, b)], self.queues, self.mtu,
-                   self.gro, self.offloads, self.xps)
-        except BaseException:
-            self.down()
-            raise
-        self.is_up = True
-        return self
+    _what = "a veth pair"
+    _repair_fixtures = True
 
-    def down(self):
-        self._cleanup()
-        self.is_up = False
+    def _pairs(self):
+        a = _End(self.ns_a, self.if_a, self.mac_a, "%s/%d" % (self.ip_a, self.prefixlen),
+                 neigh=((self.ip_b, self.mac_b),))
+        b = _End(self.ns_b, self.if_b, self.mac_b, "%s/%d" % (self.ip_b, self.prefixlen),
+                 neigh=((self.ip_a, self.mac_a),))
+        return [(a, b)]
 
     def counters(self, side):
         """Counters of end ``"a"`` or ``"b"``."""
@@ -914,27 +909,11 @@ class SingleNsVeth(_Topology):
     def _namespace_names(self):
         return (self.ns,)
 
-    def up(self):
-        if self.is_up:
-            return self
-        _need_root("a veth pair")
-        _repair_dead_fixtures()
-        self._repair_stale("lab")
-        self._arm()
-        try:
-            a = _End(self.ns, self.if_a, self.mac_a)
-            b = _End(self.ns, self.if_b, self.mac_b)
-            _build((self.ns,), [(a, b)], self.queues, self.mtu, self.gro,
-                   self.offloads, self.xps)
-        except BaseException:
-            self.down()
-            raise
-        self.is_up = True
-        return self
+    _what = "a veth pair"
+    _repair_fixtures = True
 
-    def down(self):
-        self._cleanup()
-        self.is_up = False
+    def _pairs(self):
+        return [(_End(self.ns, self.if_a, self.mac_a), _End(self.ns, self.if_b, self.mac_b))]
 
     def counters(self, side):
         return read_counters(self.ns, {"a": self.if_a, "b": self.if_b}[side])

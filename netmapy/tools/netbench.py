@@ -46,6 +46,7 @@ import time
 import click
 
 from netmapy import cli
+from netmapy.host.cpus import cpu_ticks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: Where netmapy is imported from (a checkout or site-packages): the
@@ -402,18 +403,6 @@ def registry(args):
         "testpmd-af_xdp": Testpmd.available,
     }
     return mbs, avail
-
-
-def cpu_ticks():
-    """Per CPU (busy ticks outside softirq, softirq ticks), /proc/stat."""
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
-                p = line.split()
-                v = [int(x) for x in p[1:8]]     # user nice system idle iowait irq softirq
-                out[int(p[0][3:])] = (v[0] + v[1] + v[2] + v[5], v[6])
-    return out
 
 
 class Session:
