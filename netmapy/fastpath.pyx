@@ -322,8 +322,10 @@ cdef inline uint32_t _move_all(Port src, Port dst, bint swap, uint64_t *ctr) noe
     return moved
 
 
-def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
-    """Forward both ways between a and b until stop() or ``seconds``:
+def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100,
+           long long count=0):
+    """Forward both ways between a and b until stop(), ``seconds`` or
+    ``count`` packets (both ways together):
     what a receives goes out of b and vice versa, zero copy when the ports
     share memory.  Packets wait in the RX ring while the other side's TX
     ring is full (the loop then sleeps on that TX ring, it never spins).
@@ -350,6 +352,8 @@ def bridge(Port a, Port b, counters=None, double seconds=0, int wait_ms=100):
     with nogil:
         while not stop_requested():
             if dl and monotonic_ms() >= dl:
+                break
+            if count and <long long>(ctr[0] + ctr[2]) >= count:
                 break
             # wait for packets, or for room where packets are stuck
             rc = poll_bridge(a, b, wait_ms)

@@ -2,7 +2,7 @@
 """One stop request per process, seen by every nogil loop.
 
 The loops of netmapy and middlebox (``netmapy.fastpath``, ``netmapy.tools.pktgen_engine``,
-``middlebox.loop``, ``middlebox.lb``, the xdp backend's ``forward_pair``)
+``middlebox.loop``, ``middlebox.lb``)
 run without the GIL, so Python signal handlers cannot run while they loop:
 a handler that calls ``stop()`` would wait for the loop to end on its own.
 Instead they all read one C flag (``stop_flag``, declared in

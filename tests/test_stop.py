@@ -162,13 +162,8 @@ def _loops():
         bal = lb.Balancer(sa, [("g", [o])])
         return (lambda: bal.run()), [a, o, sa, so]
 
-    def xdp_forward_pair():
-        xdp = pytest.importorskip("netmapy.backends.xdp")
-        (a, b), (sa, sb) = _pipes(uniq("xf"), 2)
-        return (lambda: xdp.forward_pair(sa, sb)), [a, b, sa, sb]
-
     return [blocked_tx, receive, fast_forward, fast_bridge, mb_bridge, mb_offload, mb_stage,
-            mb_merge, balancer, xdp_forward_pair]
+            mb_merge, balancer]
 
 
 @pytest.mark.parametrize("make", _loops(), ids=lambda f: f.__name__)

@@ -23,6 +23,7 @@ import time
 import pytest
 
 import netmapy
+from netmapy import fastpath
 from netmapy.errors import InterfaceNotFound, MemoryMismatch, QueueOutOfRange
 from netmapy.names import Mode, PortName, parse_name
 from netmapy.host.netns import netns
@@ -601,11 +602,11 @@ def test_shared_umem_bridge_zero_copy():
             # the nogil bridge, both ways
             res = {}
             th = threading.Thread(target=lambda: res.update(
-                xdp.forward_pair(a, b, count=len(payloads), seconds=10)))
+                fastpath.bridge(a, b, count=len(payloads), seconds=10)))
             th.start()
             send_from_cpu(ln.src_ns, 0, (ln.sink_ip, 9000), payloads)
             th.join()
-            assert res["swapped"] and res["a_to_b"] == len(payloads)
+            assert res["swapped"] and res["a_to_b_packets"] == len(payloads)
             assert drain_socket(sink) == payloads
         finally:
             b.close()

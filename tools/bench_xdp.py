@@ -15,7 +15,7 @@ bridge  trafgen floods s0 -> a0 | mbox | b0 -> k0 (sink); the middlebox:
           testpmd        dpdk-testpmd io forwarding over net_af_xdp (a0, b0),
                          forwarding lcore on CPU1 (busy-polls)
           xdp            ``xdp:a0`` and ``xdp:b0`` sharing one UMEM, zero
-                         copy, forward_pair() on CPU1 (blocks in poll())
+                         copy, netmapy.fastpath.bridge() on CPU1 (blocks in poll())
 
 For each case: generator rate (frames trafgen got out, Mpps), delivered
 rate (Mpps received by the receiver / by the sink), loss (1 - delivered /
@@ -76,17 +76,17 @@ import json, os, resource, sys
 sys.path.insert(0, %(repo)r)
 os.sched_setaffinity(0, {%(cpu)d})
 import netmapy
-from netmapy.backends import xdp
+from netmapy import fastpath
 a = netmapy.open("xdp:%(a)s", share="bench")
 b = netmapy.open("xdp:%(b)s", share="bench")
 assert a.mem is b.mem
 print("ready", flush=True)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
-res = xdp.forward_pair(a, b, seconds=%(seconds)f)
+res = fastpath.bridge(a, b, seconds=%(seconds)f)
 r1 = resource.getrusage(resource.RUSAGE_SELF)
 sa, sb = a.stats(), b.stats()
 b.close(); a.close()
-print(json.dumps(dict(packets=res["a_to_b"], back=res["b_to_a"], swapped=res["swapped"],
+print(json.dumps(dict(packets=res["a_to_b_packets"], back=res["b_to_a_packets"], swapped=res["swapped"],
                       rx_dropped=sa.get("rx_dropped", 0), tx=sb["tx_packets"],
                       cpu=(r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))))
 """

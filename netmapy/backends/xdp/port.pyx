@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """xdp backend: netmap rings over AF_XDP sockets, one per (interface, queue).
 
-This file is the port (``XdpPort``), its UMEM (``Umem``), ``forward_pair``
-and the exit hook; the bpf() calls are bpf.pyx, the per-interface program
+This file is the port (``XdpPort``), its UMEM (``Umem``) and the exit
+hook (the forwarding loops are netmapy.fastpath's, for every backend); the bpf() calls are bpf.pyx, the per-interface program
 attach.pyx, the programs prog.py (see the package's docstring).
 
 ``xdp:eth3~4``  an RX ring fed by RX queue 4 of eth3 only: an XDP program
@@ -88,7 +88,7 @@ from netmapy.backends.xdp.attach import _Attachment
 
 log = logging.getLogger("netmapy")
 
-__all__ = ["XdpPort", "Umem", "open_port", "forward_pair", "cleanup_all",
+__all__ = ["XdpPort", "Umem", "open_port", "cleanup_all",
            "install_signal_cleanup"]
 
 
@@ -1047,74 +1047,6 @@ cdef class XdpPort(Port):
 
 def open_port(name, **kw):
     return open_or_undo(XdpPort(name), kw)
-
-
-# ------------------------------------------------------- forwarding
-
-# stop() asks a running forward_pair() (every loop of the process) to
-# return, signal-safe: the process-wide stop request of netmapy.stop
-from netmapy.stop import request as stop
-
-
-cdef uint64_t _move_all(Port src, Port dst, uint32_t batch, bint swap, int *err) noexcept nogil:
-    """RX rings of src -> NIC TX rings of dst, one txsync per batch."""
-    cdef uint32_t i, t, n
-    cdef uint64_t moved = 0
-    for i in range(src.nic_rx):
-        t = i % dst.nic_tx
-        while nm_ring_space(src.rxr[i]):
-            n = ring_move(src.rxr[i], dst.txr[t], batch, swap)
-            if n == 0:
-                break
-            moved += n
-            if dst.c_txsync(t) < 0:
-                err[0] = 2
-                return moved
-    return moved
-
-
-def forward_pair(Port a, Port b, long long count=0, double seconds=0,
-                 uint32_t batch=256, int wait_ms=100):
-    """Forward both ways between a and b in one thread, without the GIL:
-    a's RX rings to b's TX rings and back, blocking in poll() on both ports
-    when there is nothing to do.  Buffers are swapped when the ports share
-    memory (xdp ports with one UMEM), copied otherwise; packets the other
-    side has no room for wait in their RX ring.  Ends after count packets,
-    seconds, or a stop request (netmapy.stop).  Returns dict(a_to_b, b_to_a,
-    seconds, swapped)."""
-    cdef bint swap = a.mem is b.mem
-    cdef long long ab = 0, ba = 0
-    cdef long long dl = monotonic_ms() + <long long>(seconds * 1000) if seconds > 0 else 0
-    cdef int rc = 0, err = 0, ev
-    cdef double t0 = time.perf_counter()
-    if a.nic_rx == 0 or b.nic_tx == 0 or b.nic_rx == 0 or a.nic_tx == 0:
-        raise ValueError("forward_pair() needs RX and TX rings on both ports")
-    with nogil:
-        while not stop_requested():
-            if count and ab + ba >= count:
-                break
-            if dl and monotonic_ms() >= dl:
-                break
-            rc = poll_pair(a, POLLIN, b, POLLIN, wait_ms)
-            if rc < 0:
-                err = -rc
-                if pair_interrupted(a, b, err) >= 0:
-                    err = 0
-                    continue
-                break
-            ab += _move_all(a, b, batch, swap, &err)
-            if err:
-                break
-            ba += _move_all(b, a, batch, swap, &err)
-            if err:
-                err = 1 if err == 2 else 2
-                break
-    if err == 1:
-        a.raise_error()
-    elif err == 2:
-        b.raise_error()
-    return dict(a_to_b=ab, b_to_a=ba, seconds=time.perf_counter() - t0,
-                swapped=bool(swap))
 
 
 # ------------------------------------------------------------ cleanup
