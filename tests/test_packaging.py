@@ -58,3 +58,40 @@ def test_missing_library_is_one_line_naming_the_package():
                         text=True, cwd=REPO, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "libpcap: " in ok.stdout and "libbpf: " in ok.stdout
+
+
+def test_every_data_file_is_packaged():
+    # what `pip install .` copies besides modules: every .pxd/.pyi/.h (for
+    # users' cimports and the C the extensions include), the BPF and C
+    # sources the middlebox builds, the unit files -- each tracked file must
+    # match a package-data glob of the package that holds it
+    import fnmatch
+    cfg = _pyproject()["tool"]["setuptools"]
+    pkgs = set(cfg["packages"])
+    data = cfg.get("package-data", {})
+    tracked = subprocess.run(["git", "ls-files", "netmapy", "middlebox"], capture_output=True,
+                             text=True, cwd=REPO, check=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    missing = []
+    for path in tracked:
+        if not path.endswith((".pxd", ".pyi", ".h", ".bpf.c", "csrc/mb_kern.c", ".service",
+                              "py.typed")):
+            continue
+        parts = path.split("/")
+        # setuptools globs are relative to a package's directory and a '*'
+        # does not cross '/': match segment by segment, for every listed
+        # package that holds the file
+        ok = False
+        for k in range(1, len(parts)):
+            pkg, rel = ".".join(parts[:k]), parts[k:]
+            if pkg not in pkgs:
+                continue
+            for g in data.get(pkg, []):
+                gp = g.split("/")
+                if len(gp) == len(rel) and all(fnmatch.fnmatchcase(a, b)
+                                               for a, b in zip(rel, gp)):
+                    ok = True
+        if not ok:
+            missing.append(path)
+    assert not missing, "not in [tool.setuptools.package-data]: %s" % missing
