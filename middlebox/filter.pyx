@@ -19,7 +19,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from netmapy.includes.abi cimport (netmap_ring, netmap_slot, NETMAP_BUF,
-                                   nm_ring_space, NS_BUF_CHANGED)
+                                   nm_ring_space)
+from netmapy.core cimport slot_move
 from netmapy.includes.pcap cimport (pcap_t, bpf_program, bpf_insn, pcap_open_dead,
                                     pcap_compile, pcap_freecode, pcap_close, pcap_geterr,
                                     bpf_filter, DLT_EN10MB)
@@ -530,7 +531,7 @@ cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
     (ratelimited too when a rate limit decided) and errors (a passing packet
     larger than tx's buffers when copying: released, never truncated);
     sampled counts the copies."""
-    cdef uint32_t i = rx.head, j = tx.head, n = 0, idx, sj
+    cdef uint32_t i = rx.head, j = tx.head, n = 0, sj
     cdef uint32_t room = nm_ring_space(tx) if tx != NULL else 0
     cdef uint32_t cap = tx.nr_buf_size if tx != NULL else 0
     cdef uint64_t nbytes = 0
@@ -545,16 +546,7 @@ cdef uint32_t filter_move(Filter f, netmap_ring *rx, netmap_ring *tx, bint swap,
                 c[ERRORS] += 1
             else:
                 ts = &tx.slot[j]
-                if swap:
-                    idx = ts.buf_idx
-                    ts.buf_idx = rs.buf_idx
-                    rs.buf_idx = idx
-                    rs.flags = NS_BUF_CHANGED
-                    ts.flags = NS_BUF_CHANGED
-                else:
-                    memcpy(NETMAP_BUF(tx, ts.buf_idx), buf, rs.len)
-                    ts.flags = 0
-                ts.len = rs.len
+                slot_move(rx, rs, tx, ts, swap)
                 c[FWD] += 1
                 c[FWD_BYTES] += rs.len
                 j = j + 1 if j + 1 < tx.num_slots else 0

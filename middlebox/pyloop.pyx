@@ -5,12 +5,11 @@ the decision is Python.  Counters go to the worker block declared in
 middlebox/counters.pxd, like middlebox.loop's."""
 
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_WRITE
 from netmapy.includes.system cimport monotonic_ms, POLLIN, POLLOUT
 from netmapy.core cimport (Port, netmap_ring, netmap_slot, NETMAP_BUF, nm_ring_space,
-                           nm_ring_next, NS_BUF_CHANGED, poll_pair, poll_bridge, txsync_all,
+                           nm_ring_next, slot_move, poll_pair, poll_bridge, txsync_all,
                            interrupted,
                            pair_interrupted)
 from netmapy.stop cimport stop_requested
@@ -37,7 +36,7 @@ cdef uint32_t _move_py(Port src, Port dst, object fn, bint swap, uint64_t *ctr) 
     packet when TX is full.  ctr: one direction of the worker block
     (counters.pxd): RX, FWD, DROP (packets and bytes) and ERRORS (accepted,
     but larger than dst's buffers: released, never truncated)."""
-    cdef uint32_t i, moved = 0, idx, ri, ti
+    cdef uint32_t i, moved = 0, ri, ti
     cdef netmap_ring *rx
     cdef netmap_ring *tx
     cdef netmap_slot *rs
@@ -62,16 +61,7 @@ cdef uint32_t _move_py(Port src, Port dst, object fn, bint swap, uint64_t *ctr) 
                 if ti == tx.tail:       # TX full: keep this one for later
                     break
                 ts = &tx.slot[ti]
-                if swap:
-                    idx = ts.buf_idx
-                    ts.buf_idx = rs.buf_idx
-                    rs.buf_idx = idx
-                    rs.flags = NS_BUF_CHANGED
-                    ts.flags = NS_BUF_CHANGED
-                else:
-                    memcpy(NETMAP_BUF(tx, ts.buf_idx), buf, rs.len)
-                    ts.flags = 0
-                ts.len = rs.len
+                slot_move(rx, rs, tx, ts, swap)
                 ctr[FWD] += 1
                 ctr[FWD_BYTES] += rs.len
                 ti = nm_ring_next(tx, ti)

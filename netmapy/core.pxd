@@ -10,6 +10,7 @@
 # After a -1, call port.raise_error() with the GIL to raise the exception.
 
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 from netmapy.includes.abi cimport (
     netmap_ring, netmap_slot, netmap_if, NETMAP_BUF, NETMAP_BUF_IDX,
     NETMAP_TXRING, NETMAP_RXRING, nm_ring_next, nm_ring_space, nm_ring_empty,
@@ -120,6 +121,24 @@ cdef class Batch:
 
 cdef inline char *slot_buf(netmap_ring *r, uint32_t i) noexcept nogil:
     return NETMAP_BUF(r, r.slot[i].buf_idx)
+
+
+cdef inline void slot_move(netmap_ring *rx, netmap_slot *rs, netmap_ring *tx,
+                           netmap_slot *ts, bint swap) noexcept nogil:
+    # one packet rx slot -> tx slot: swap the buffer indices (the rings
+    # share memory) or copy (the caller has checked rs.len fits tx's
+    # buffers); NS_MOREFRAG travels with the packet
+    cdef uint32_t idx
+    if swap:
+        idx = ts.buf_idx
+        ts.buf_idx = rs.buf_idx
+        rs.buf_idx = idx
+        rs.flags = rs.flags | NS_BUF_CHANGED
+        ts.flags = NS_BUF_CHANGED | (rs.flags & NS_MOREFRAG)
+    else:
+        memcpy(NETMAP_BUF(tx, ts.buf_idx), NETMAP_BUF(rx, rs.buf_idx), rs.len)
+        ts.flags = rs.flags & NS_MOREFRAG
+    ts.len = rs.len
 
 
 cdef inline bint clear_eintr(Port p) noexcept nogil:

@@ -207,7 +207,7 @@ cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
     *too_big when given."""
     cdef uint32_t n = nm_ring_space(rx)
     cdef uint32_t m = nm_ring_space(tx)
-    cdef uint32_t j, idx, ri = rx.head, ti = tx.head
+    cdef uint32_t j, ri = rx.head, ti = tx.head
     cdef netmap_slot *rs
     cdef netmap_slot *ts
     if m < n:
@@ -225,16 +225,7 @@ cdef uint32_t ring_move(netmap_ring *rx, netmap_ring *tx, uint32_t limit,
             ri = ri + 1 if ri + 1 < rx.num_slots else 0
             continue
         j += 1
-        if swap:
-            idx = ts.buf_idx
-            ts.buf_idx = rs.buf_idx
-            rs.buf_idx = idx
-            rs.flags = rs.flags | NS_BUF_CHANGED
-            ts.flags = NS_BUF_CHANGED | (rs.flags & NS_MOREFRAG)
-        else:
-            memcpy(NETMAP_BUF(tx, ts.buf_idx), NETMAP_BUF(rx, rs.buf_idx), rs.len)
-            ts.flags = rs.flags & NS_MOREFRAG
-        ts.len = rs.len
+        slot_move(rx, rs, tx, ts, swap)
         ri = ri + 1 if ri + 1 < rx.num_slots else 0
         ti = ti + 1 if ti + 1 < tx.num_slots else 0
     rx.head = rx.cur = ri
