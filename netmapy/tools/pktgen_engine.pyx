@@ -570,6 +570,19 @@ cdef inline bint _signalled(uint64_t now, uint64_t *next_check, int *intr) noexc
     return False
 
 
+cdef inline bint _turn_ends(long long count, uint64_t done, uint64_t *now, uint64_t dl,
+                            uint64_t *next_check, int *intr) noexcept nogil:
+    # the top of every loop's turn: reads the clock into *now; True when
+    # count packets are done, the deadline has passed, or a signal handler
+    # raised (intr set)
+    now[0] = pg_now()
+    if count and done >= <uint64_t>count:
+        return True
+    if dl and now[0] >= dl:
+        return True
+    return _signalled(now[0], next_check, intr)
+
+
 
 def _raise_pending():
     e = _pending[0]
@@ -662,12 +675,7 @@ def transmit(Port port, Generator gen, rate=None, long long count=0, double seco
         if paced:
             pg_pacer_init(&pc, rv, bits, pace_us * 1000.0, g.maxlen, batch, now)
         while not _stopped(c):
-            now = pg_now()
-            if dl and now >= dl:
-                break
-            if count and sent >= <uint64_t>count:
-                break
-            if _signalled(now, &next_check, &intr):
+            if _turn_ends(count, sent, &now, dl, &next_check, &intr):
                 break
             want = batch
             if count and want > <uint64_t>count - sent:
@@ -816,14 +824,9 @@ def receive(Port port, long long count=0, double seconds=0, double idle=0,
         with nogil:
             now = _start(c, seconds, &dl, &next_check)
             while not _stopped(c):
-                if count and got >= <uint64_t>count:
-                    break
-                now = pg_now()
-                if dl and now >= dl:
+                if _turn_ends(count, got, &now, dl, &next_check, &intr):
                     break
                 if idle_ns and got and now - last >= idle_ns:
-                    break
-                if _signalled(now, &next_check, &intr):
                     break
                 if busy:
                     rc = _rx_sync_all(port)
@@ -929,12 +932,7 @@ def ping(Port port, Generator gen, long long count=0, double seconds=0, rate=Non
             slack = pg_timerslack(1)
             now = _start(c, seconds, &dl, &next_check)
             while not _stopped(c):
-                now = pg_now()
-                if count and sent >= <uint64_t>count:
-                    break
-                if dl and now >= dl:
-                    break
-                if _signalled(now, &next_check, &intr):
+                if _turn_ends(count, sent, &now, dl, &next_check, &intr):
                     break
                 if next_due and now < next_due:
                     pg_wait_until(next_due if not dl or next_due < dl else dl, &early, &sleeps)
@@ -1058,12 +1056,7 @@ def pong(Port port, long long count=0, double seconds=0, Counters counters=None,
     with nogil:
         now = _start(c, seconds, &dl, &next_check)
         while not _stopped(c):
-            if count and done >= <uint64_t>count:
-                break
-            now = pg_now()
-            if dl and now >= dl:
-                break
-            if _signalled(now, &next_check, &intr):
+            if _turn_ends(count, done, &now, dl, &next_check, &intr):
                 break
             if busy:
                 rc = _rx_sync_all(port)
@@ -1165,12 +1158,7 @@ def replay(PcapPort src, Port dst, bint timing=True, double speed=1.0, rate=None
         r = src.rxr[0]
         t = dst.txr[0]
         while not _stopped(c):
-            if count and sent >= <uint64_t>count:
-                break
-            now = pg_now()
-            if dl and now >= dl:
-                break
-            if _signalled(now, &next_check, &intr):
+            if _turn_ends(count, sent, &now, dl, &next_check, &intr):
                 break
             if r.head == r.tail:
                 if pend:
